@@ -1,0 +1,106 @@
+//! Broker configuration: one struct per concern, their defaults, and validation.
+//!
+//! Sources are layered `flags > RUNNEL_* environment > TOML file > defaults`. The layering
+//! happens in [`load`]: clap resolves flags and environment variables into a [`cli::Args`]
+//! of `Option`s, the file is parsed into a [`Config`] whose every field has a serde default,
+//! and each `Some` from the command line overwrites the file's value. [`Config::validate`]
+//! then checks the merged result, so a bad value is reported once, naming its key, no
+//! matter which source it came from.
+
+pub mod cli;
+mod defaults;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use cli::Args;
+pub use validate::ConfigError;
+
+/// The whole broker configuration, as read from TOML.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub topics: TopicDefaults,
+    pub log: LogConfig,
+}
+
+/// Network listener and request limits.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to bind. Port 0 picks a free port (the log line names the real one).
+    pub listen: SocketAddr,
+    /// `host:port` returned to clients in Metadata; defaults to the bound address.
+    pub advertised_listener: Option<String>,
+    /// This broker's node id (`node.id`).
+    pub node_id: i32,
+    /// Largest request frame accepted (`socket.request.max.bytes`), checked before allocating.
+    pub max_request_size: u32,
+    /// Connections accepted at once; further ones wait in the kernel backlog.
+    pub max_connections: usize,
+}
+
+/// Where and how the log is stored.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory holding the LMDB environment.
+    pub data_dir: PathBuf,
+    /// Broker-wide disk budget (`log.max.disk.bytes`). `None`: 80% of the space free on the
+    /// data directory's file system at start-up (plus what the data already uses).
+    pub max_disk_bytes: Option<u64>,
+    /// How often retention runs (`log.retention.check.interval.ms`).
+    pub retention_check_interval_ms: u64,
+}
+
+/// Defaults for topics: what auto-creation and CreateTopics use when a config is not given.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TopicDefaults {
+    /// `auto.create.topics.enable`.
+    pub auto_create: bool,
+    /// `num.partitions`.
+    pub default_partitions: i32,
+    /// `log.retention.ms` (-1: keep forever).
+    pub retention_ms: i64,
+    /// `log.retention.bytes` per partition (-1: no limit).
+    pub retention_bytes: i64,
+    /// `message.max.bytes`: largest record batch accepted.
+    pub max_message_bytes: i32,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter directive, e.g. `info` or `runnel=debug`.
+    pub level: String,
+}
+
+/// Reads the file named by `args.config` (if any), applies flags and environment on top,
+/// and validates the result.
+pub fn load(args: &Args) -> Result<Config, ConfigError> {
+    let mut config = match &args.config {
+        Some(path) => from_file(path)?,
+        None => Config::default(),
+    };
+    args.apply(&mut config);
+    config.validate()?;
+    Ok(config)
+}
+
+fn from_file(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })
+}

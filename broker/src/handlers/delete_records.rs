@@ -1,0 +1,58 @@
+//! DeleteRecords: move a partition's log start forward (offset -1 means the high
+//! watermark); whole batches below it are deleted.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+
+use super::{Ctx, pending};
+use crate::log::{PartitionLog, StoreError};
+use crate::topics::ApiError;
+
+/// Batches deleted per storage call, so one request cannot hold the writer for long.
+pub const CHUNK: usize = 4096;
+
+pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let topic = ctx.topics.get(t.name.as_str());
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let r = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+            let part = topic.as_ref().and_then(|tp| tp.partition(p.partition_index)).cloned();
+            let result = match part {
+                None => Err(ResponseError::UnknownTopicOrPartition),
+                Some(part) => {
+                    let target = if p.offset == -1 { part.next_offset() } else { p.offset };
+                    truncate_log(&*ctx.log, &part, target).await.map_err(|e| ApiError::from(e).code)
+                }
+            };
+            partitions.push(match result {
+                Ok(low) => r.with_low_watermark(low),
+                Err(code) => r.with_error_code(code.code()).with_low_watermark(-1),
+            });
+        }
+        topics.push(
+            DeleteRecordsTopicResult::default()
+                .with_name(t.name)
+                .with_partitions(partitions),
+        );
+    }
+    DeleteRecordsResponse::default().with_topics(topics)
+}
+
+/// Moves the log start to `target`, deleting in chunks. Returns the new low watermark.
+pub async fn truncate_log(
+    log: &dyn crate::log::LogStore,
+    part: &PartitionLog,
+    target: i64,
+) -> Result<i64, StoreError> {
+    loop {
+        let done = pending(log.truncate_front(part.id, target, CHUNK)).await??;
+        if !done.more {
+            return Ok(done.log_start);
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4),
+//! latest tiered (-5, always "none" here) and by timestamp (>= 0).
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::{Ctx, blocking};
+use crate::log::{PartitionLog, StoreError, TimestampOffset};
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let topic = ctx.topics.get(t.name.as_str());
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            let Some(part) = topic.as_ref().and_then(|tp| tp.partition(p.partition_index)).cloned()
+            else {
+                partitions.push(
+                    r.with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        .with_offset(-1)
+                        .with_timestamp(-1),
+                );
+                continue;
+            };
+            let r = match lookup(ctx, part, p.timestamp).await {
+                Ok(Some(found)) => r
+                    .with_offset(found.offset)
+                    .with_timestamp(found.timestamp)
+                    .with_leader_epoch(0),
+                Ok(None) => r.with_offset(-1).with_timestamp(-1).with_leader_epoch(0),
+                Err(e) => {
+                    tracing::error!(error = %e, "ListOffsets failed");
+                    r.with_error_code(ResponseError::KafkaStorageError.code())
+                        .with_offset(-1)
+                        .with_timestamp(-1)
+                }
+            };
+            partitions.push(r);
+        }
+        topics.push(
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(partitions),
+        );
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+async fn lookup(
+    ctx: &Ctx,
+    part: std::sync::Arc<PartitionLog>,
+    timestamp: i64,
+) -> Result<Option<TimestampOffset>, StoreError> {
+    let at = |offset| {
+        Ok(Some(TimestampOffset {
+            timestamp: -1,
+            offset,
+        }))
+    };
+    match timestamp {
+        LATEST => at(part.next_offset()),
+        EARLIEST | EARLIEST_LOCAL => at(part.log_start()),
+        LATEST_TIERED => Ok(None),
+        MAX_TIMESTAMP => {
+            let log = ctx.log.clone();
+            blocking(move || log.max_timestamp(part.id)).await
+        }
+        ts if ts >= 0 => {
+            let log = ctx.log.clone();
+            blocking(move || log.offset_for_timestamp(part.id, ts)).await
+        }
+        _ => Ok(None),
+    }
+}

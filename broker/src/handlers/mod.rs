@@ -1,0 +1,61 @@
+//! One module per Kafka API. A handler takes the shared [`Ctx`] and a decoded request and
+//! returns the response message; it never touches a socket, so each is testable on its own.
+//! Kafka errors travel as per-resource error codes inside the response.
+
+pub mod api_versions;
+pub mod configs;
+pub mod delete_records;
+pub mod describe_cluster;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+pub mod topics;
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::TopicName;
+use kafka_protocol::protocol::StrBytes;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::log::{LogStore, StoreError};
+use crate::topics::TopicRegistry;
+
+/// What every handler may use. Cheap to share: everything inside is behind `Arc`.
+pub struct Ctx {
+    pub config: Arc<Config>,
+    pub log: Arc<dyn LogStore>,
+    pub topics: Arc<TopicRegistry>,
+    /// Bumped after every storage commit; long-poll fetches wait on it.
+    pub changes: watch::Receiver<u64>,
+    pub cluster_id: String,
+    pub node_id: i32,
+    /// Host and port clients are told to connect to.
+    pub advertised: (String, i32),
+    /// Cancelled at shutdown; long waits end early.
+    pub shutdown: CancellationToken,
+}
+
+pub(crate) fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+pub(crate) fn topic_name(s: &str) -> TopicName {
+    TopicName(str_bytes(s))
+}
+
+/// Runs blocking storage work (LMDB reads) off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Io(format!("storage task failed: {e}")))?
+}
+
+/// Awaits a store result, mapping a dropped writer to [`StoreError::Closed`].
+pub(crate) async fn pending<T>(p: crate::log::Pending<T>) -> Result<T, StoreError> {
+    p.await.map_err(|_| StoreError::Closed)
+}

@@ -1,0 +1,140 @@
+//! Produce: validate each partition's RecordBatch, append them all in one store call (one
+//! group commit), and answer once they are durable. `acks=0` requests are appended the same
+//! way; the connection simply sends no response.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+
+use super::{Ctx, pending, str_bytes};
+use crate::log::{AppendItem, StoreError};
+use crate::protocol::batch::{self, BatchError};
+use crate::topics::ApiError;
+
+/// Where each partition's answer comes from.
+enum Slot {
+    Ready(ApiError),
+    Appended(usize),
+}
+
+pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
+    let acks_ok = matches!(req.acks, -1..=1);
+    let mut items = Vec::new();
+    let mut plan: Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Slot)>)> = Vec::new();
+    for topic in req.topic_data {
+        let found = ctx.topics.get(topic.name.as_str());
+        let mut slots = Vec::with_capacity(topic.partition_data.len());
+        for part in topic.partition_data {
+            let slot = if !acks_ok {
+                Slot::Ready(ApiError::new(
+                    ResponseError::InvalidRequiredAcks,
+                    format!("acks must be -1, 0 or 1, got {}", req.acks),
+                ))
+            } else if req.transactional_id.is_some() {
+                Slot::Ready(ApiError::new(
+                    ResponseError::InvalidRequest,
+                    "transactions are not supported by Runnel",
+                ))
+            } else {
+                match prepare(found.as_deref(), part.index, part.records) {
+                    Ok(item) => {
+                        items.push(item);
+                        Slot::Appended(items.len() - 1)
+                    }
+                    Err(e) => Slot::Ready(e),
+                }
+            };
+            slots.push((part.index, slot));
+        }
+        plan.push((topic.name, slots));
+    }
+    let results = if items.is_empty() {
+        Vec::new()
+    } else {
+        pending(ctx.log.append(items))
+            .await
+            .unwrap_or_else(|e| vec![Err(e)])
+    };
+    let responses = plan
+        .into_iter()
+        .map(|(name, slots)| {
+            let partitions = slots
+                .into_iter()
+                .map(|(index, slot)| {
+                    let r = PartitionProduceResponse::default().with_index(index);
+                    let outcome = match slot {
+                        Slot::Ready(e) => Err(e),
+                        Slot::Appended(i) => match results.get(i).or(results.first()) {
+                            Some(Ok(a)) => Ok(*a),
+                            Some(Err(e)) => Err(store_error(e)),
+                            None => Err(store_error(&StoreError::Closed)),
+                        },
+                    };
+                    match outcome {
+                        Ok(a) => r
+                            .with_base_offset(a.base_offset)
+                            .with_log_start_offset(a.log_start),
+                        Err(e) => r
+                            .with_error_code(e.code.code())
+                            .with_base_offset(-1)
+                            .with_error_message(Some(str_bytes(&e.message))),
+                    }
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(partitions)
+        })
+        .collect();
+    ProduceResponse::default().with_responses(responses)
+}
+
+fn store_error(e: &StoreError) -> ApiError {
+    if matches!(e, StoreError::DiskFull { .. }) {
+        tracing::warn!(error = %e, "produce refused");
+    }
+    e.clone().into()
+}
+
+fn prepare(
+    topic: Option<&crate::topics::Topic>,
+    index: i32,
+    records: Option<bytes::Bytes>,
+) -> Result<AppendItem, ApiError> {
+    let topic = topic.ok_or_else(|| {
+        ApiError::new(ResponseError::UnknownTopicOrPartition, "unknown topic")
+    })?;
+    let partition = topic.partition(index).ok_or_else(|| {
+        ApiError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("topic {:?} has no partition {index}", topic.name()),
+        )
+    })?;
+    let records = records.unwrap_or_default();
+    let max = topic.config.max_message_bytes;
+    if records.len() > max as usize {
+        return Err(ApiError::new(
+            ResponseError::MessageTooLarge,
+            format!(
+                "record batch of {} bytes exceeds max.message.bytes {max}",
+                records.len()
+            ),
+        ));
+    }
+    let valid = batch::validate(records).map_err(|e| {
+        let code = match e {
+            BatchError::Magic(_) => ResponseError::UnsupportedForMessageFormat,
+            BatchError::Crc { .. } | BatchError::TooShort(_) | BatchError::LengthMismatch { .. } => {
+                ResponseError::CorruptMessage
+            }
+            _ => ResponseError::InvalidRecord,
+        };
+        ApiError::new(code, e.to_string())
+    })?;
+    Ok(AppendItem {
+        partition: partition.clone(),
+        batch: valid.bytes,
+        record_count: valid.record_count,
+        max_timestamp: valid.max_timestamp,
+    })
+}

@@ -1,0 +1,105 @@
+//! Runnel: a Kafka-compatible event-streaming broker small enough for edge devices.
+//!
+//! [`run`] is the whole broker: it opens the LMDB store, loads topics, binds the listener,
+//! serves connections and retention until `shutdown` is cancelled, then drains in-flight
+//! requests, flushes and closes the store. `main.rs` only parses flags and config.
+
+pub mod config;
+pub mod handlers;
+pub mod log;
+pub mod protocol;
+pub mod retention;
+pub mod server;
+pub mod topics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::handlers::Ctx;
+use crate::log::lmdb::LmdbStore;
+use crate::log::{LogStore, MetaStore, StoreError};
+use crate::topics::TopicRegistry;
+
+/// How long shutdown waits for in-flight requests before closing the store anyway.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open data directory {dir}: {source}")]
+    Store {
+        dir: std::path::PathBuf,
+        source: StoreError,
+    },
+}
+
+/// Runs the broker until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    let dir = config.storage.data_dir.clone();
+    let store_err = |source| StartError::Store {
+        dir: dir.clone(),
+        source,
+    };
+    let store = Arc::new(LmdbStore::open(&dir, config.storage.max_disk_bytes).map_err(store_err)?);
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.server.listen,
+        source,
+    })?;
+    let advertised = match &config.server.advertised_listener {
+        Some(a) => server::parse_host_port(a)
+            .map(|(h, p)| (h, i32::from(p)))
+            .unwrap_or_else(|_| (bound.ip().to_string(), i32::from(bound.port()))),
+        None => (bound.ip().to_string(), i32::from(bound.port())),
+    };
+    let log: Arc<dyn LogStore> = store.clone();
+    let meta: Arc<dyn MetaStore> = store.clone();
+    let topics = TopicRegistry::load(meta.clone(), log.clone(), config.topics.clone())
+        .map_err(store_err)?;
+    let budget = log.disk_usage();
+    let ctx = Arc::new(Ctx {
+        changes: store.changes(),
+        cluster_id: meta.cluster_id(),
+        node_id: config.server.node_id,
+        advertised,
+        config: Arc::new(config),
+        log,
+        topics: Arc::new(topics),
+        shutdown: shutdown.clone(),
+    });
+    tracing::info!(
+        topics = ctx.topics.list().len(),
+        disk_budget_bytes = budget.budget,
+        disk_used_bytes = budget.used,
+        "listening on {bound}, data in {}",
+        dir.display()
+    );
+    let tracker = TaskTracker::new();
+    tracker.spawn(retention::run(ctx.clone()));
+    server::accept_loop(ctx.clone(), listener, tracker.clone()).await;
+    tracing::info!("shutting down: draining in-flight requests");
+    tracker.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await.is_err() {
+        tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
+    }
+    drop(ctx);
+    let closing = store.clone();
+    let _ = tokio::task::spawn_blocking(move || closing.close()).await;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Key layouts. All integers are big-endian so LMDB's byte order is numeric order, and every
+//! key of a partition shares the 8-byte prefix `topic u32 | partition u32`, so a partition is
+//! one contiguous key range.
+
+use std::ops::Bound;
+
+use crate::log::PartitionId;
+
+pub const PREFIX_LEN: usize = 8;
+pub const KEY_LEN: usize = 16;
+
+pub fn prefix(id: PartitionId) -> [u8; PREFIX_LEN] {
+    let mut k = [0u8; PREFIX_LEN];
+    k[0..4].copy_from_slice(&id.topic.to_be_bytes());
+    k[4..8].copy_from_slice(&id.partition.to_be_bytes());
+    k
+}
+
+pub fn partition_of(key: &[u8]) -> Option<PartitionId> {
+    if key.len() < PREFIX_LEN {
+        return None;
+    }
+    Some(PartitionId {
+        topic: u32::from_be_bytes([key[0], key[1], key[2], key[3]]),
+        partition: u32::from_be_bytes([key[4], key[5], key[6], key[7]]),
+    })
+}
+
+fn with_suffix(id: PartitionId, suffix: u64) -> [u8; KEY_LEN] {
+    let mut k = [0u8; KEY_LEN];
+    k[..PREFIX_LEN].copy_from_slice(&prefix(id));
+    k[PREFIX_LEN..].copy_from_slice(&suffix.to_be_bytes());
+    k
+}
+
+/// `batches` key: the batch's base offset (offsets are never negative).
+pub fn batch(id: PartitionId, base_offset: i64) -> [u8; KEY_LEN] {
+    with_suffix(id, base_offset.max(0) as u64)
+}
+
+/// Last possible `batches` key of a partition.
+pub fn batch_end(id: PartitionId) -> [u8; KEY_LEN] {
+    with_suffix(id, u64::MAX)
+}
+
+/// `time_index` key: a timestamp with the sign bit flipped so negative ones sort first.
+pub fn time(id: PartitionId, timestamp: i64) -> [u8; KEY_LEN] {
+    with_suffix(id, (timestamp as u64) ^ (1 << 63))
+}
+
+pub fn time_end(id: PartitionId) -> [u8; KEY_LEN] {
+    with_suffix(id, u64::MAX)
+}
+
+#[cfg(test)]
+pub fn timestamp_of(key: &[u8]) -> i64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&key[PREFIX_LEN..KEY_LEN]);
+    (u64::from_be_bytes(a) ^ (1 << 63)) as i64
+}
+
+/// The inclusive key range `start..=end`, in the form heed accepts for unsized keys.
+pub fn span<'a>(start: &'a [u8], end: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+    (Bound::Included(start), Bound::Included(end))
+}
+
+pub fn u64_value(v: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(v.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_keys_sort_numerically_including_negatives() {
+        let id = PartitionId {
+            topic: 1,
+            partition: 2,
+        };
+        let ts = [i64::MIN, -5, 0, 7, i64::MAX];
+        let keys: Vec<_> = ts.iter().map(|t| time(id, *t)).collect();
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        for (t, k) in ts.iter().zip(&keys) {
+            assert_eq!(timestamp_of(k), *t);
+        }
+        assert_eq!(partition_of(&keys[0]), Some(id));
+    }
+}

@@ -1,0 +1,195 @@
+//! Read paths: fetch ranges and timestamp lookups. Each runs in its own read transaction
+//! while holding the resize gate for reading.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::RecordBatchDecoder;
+
+use super::{Shared, keys};
+use crate::log::{PartitionId, ReadChunk, Retention, StoreError, TimestampOffset};
+use crate::protocol::batch;
+
+/// See [`crate::log::LogStore::read`].
+pub fn read(
+    shared: &Shared,
+    id: PartitionId,
+    offset: i64,
+    max_bytes: usize,
+    at_least_one: bool,
+) -> Result<ReadChunk, StoreError> {
+    let part = shared
+        .partition(id)
+        .ok_or(StoreError::UnknownPartition(id))?;
+    let _gate = shared.read_gate();
+    let txn = shared.env.read_txn()?;
+    // Read the offsets after opening the transaction: everything below them is committed
+    // and therefore visible to it.
+    let high_watermark = part.next_offset();
+    let log_start = part.log_start();
+    if offset < log_start || offset > high_watermark {
+        return Err(StoreError::OffsetOutOfRange {
+            offset,
+            log_start,
+            next: high_watermark,
+        });
+    }
+    let mut out = BytesMut::new();
+    if offset < high_watermark {
+        let start = containing_batch(shared, &txn, id, offset)?;
+        let end = keys::batch_end(id);
+        for entry in shared.dbs.batches.range(&txn, &keys::span(&start, &end))? {
+            let (_, value) = entry?;
+            let Some(header) = batch::stored_header(value) else {
+                return Err(StoreError::Io(format!("corrupt batch in partition {id}")));
+            };
+            if header.base_offset >= high_watermark {
+                break;
+            }
+            let fits = out.len() + value.len() <= max_bytes;
+            if !fits && !(out.is_empty() && at_least_one) {
+                break;
+            }
+            out.extend_from_slice(value);
+            if !fits {
+                break;
+            }
+        }
+    }
+    Ok(ReadChunk {
+        records: out.freeze(),
+        high_watermark,
+        log_start,
+    })
+}
+
+/// Key of the batch holding `offset`, or of the first batch after it.
+fn containing_batch(
+    shared: &Shared,
+    txn: &heed::RoTxn<'_, heed::WithoutTls>,
+    id: PartitionId,
+    offset: i64,
+) -> Result<[u8; keys::KEY_LEN], StoreError> {
+    let wanted = keys::batch(id, offset);
+    if let Some((key, value)) = shared.dbs.batches.get_lower_than_or_equal_to(txn, &wanted)?
+        && keys::partition_of(key) == Some(id)
+        && batch::stored_header(value).is_some_and(|h| h.last_offset >= offset)
+        && let Ok(found) = <[u8; keys::KEY_LEN]>::try_from(key)
+    {
+        return Ok(found);
+    }
+    Ok(wanted)
+}
+
+/// See [`crate::log::LogStore::offset_for_timestamp`].
+pub fn offset_for_timestamp(
+    shared: &Shared,
+    id: PartitionId,
+    timestamp: i64,
+) -> Result<Option<TimestampOffset>, StoreError> {
+    let part = shared
+        .partition(id)
+        .ok_or(StoreError::UnknownPartition(id))?;
+    let _gate = shared.read_gate();
+    let txn = shared.env.read_txn()?;
+    let (high_watermark, log_start) = (part.next_offset(), part.log_start());
+    let from = keys::time(id, timestamp);
+    let end = keys::time_end(id);
+    let first_entry = shared
+        .dbs
+        .time_index
+        .range(&txn, &keys::span(&from, &end))?
+        .next()
+        .transpose()?;
+    let Some((_, base)) = first_entry else {
+        return Ok(None);
+    };
+    let base = keys::u64_value(base).ok_or_else(|| StoreError::Io("corrupt time index".into()))?;
+    let start = keys::batch(id, base as i64);
+    let end = keys::batch_end(id);
+    for entry in shared.dbs.batches.range(&txn, &keys::span(&start, &end))? {
+        let (_, value) = entry?;
+        let header = batch::stored_header(value)
+            .ok_or_else(|| StoreError::Io(format!("corrupt batch in partition {id}")))?;
+        if header.base_offset >= high_watermark {
+            break;
+        }
+        if header.max_timestamp < timestamp || header.last_offset < log_start {
+            continue;
+        }
+        let found = records(value)?
+            .into_iter()
+            .find(|&(offset, ts)| ts >= timestamp && offset >= log_start);
+        if let Some((offset, ts)) = found {
+            return Ok(Some(TimestampOffset {
+                timestamp: ts,
+                offset,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// See [`crate::log::LogStore::max_timestamp`].
+pub fn max_timestamp(
+    shared: &Shared,
+    id: PartitionId,
+) -> Result<Option<TimestampOffset>, StoreError> {
+    let part = shared
+        .partition(id)
+        .ok_or(StoreError::UnknownPartition(id))?;
+    let max = part.meta().max_timestamp;
+    if max == i64::MIN || part.next_offset() == part.log_start() {
+        return Ok(None);
+    }
+    offset_for_timestamp(shared, id, max)
+}
+
+/// `(offset, timestamp)` of every record in a stored batch (decompressing if needed).
+fn records(batch: &[u8]) -> Result<Vec<(i64, i64)>, StoreError> {
+    let mut buf = Bytes::copy_from_slice(batch);
+    let set = RecordBatchDecoder::decode(&mut buf)
+        .map_err(|e| StoreError::Io(format!("cannot decode stored batch: {e}")))?;
+    Ok(set
+        .records
+        .iter()
+        .map(|r| (r.offset, r.timestamp))
+        .collect())
+}
+
+/// See [`crate::log::LogStore::retention_point`]: walks batches from the log start while
+/// each is expired or not needed to keep `max_bytes`.
+pub fn retention_point(
+    shared: &Shared,
+    id: PartitionId,
+    policy: Retention,
+) -> Result<i64, StoreError> {
+    let part = shared
+        .partition(id)
+        .ok_or(StoreError::UnknownPartition(id))?;
+    let _gate = shared.read_gate();
+    let txn = shared.env.read_txn()?;
+    let (log_start, high_watermark) = (part.log_start(), part.next_offset());
+    let mut remaining = part.size_bytes();
+    let mut target = log_start;
+    let (start, end) = (keys::batch(id, 0), keys::batch_end(id));
+    for entry in shared.dbs.batches.range(&txn, &keys::span(&start, &end))? {
+        let (_, value) = entry?;
+        let header = batch::stored_header(value)
+            .ok_or_else(|| StoreError::Io(format!("corrupt batch in partition {id}")))?;
+        if header.base_offset >= high_watermark {
+            break;
+        }
+        let len = value.len() as u64;
+        let expired = policy
+            .before_timestamp
+            .is_some_and(|cutoff| header.max_timestamp < cutoff);
+        let surplus = policy
+            .max_bytes
+            .is_some_and(|max| remaining.saturating_sub(len) >= max);
+        if !(expired || surplus) {
+            break;
+        }
+        remaining = remaining.saturating_sub(len);
+        target = target.max(header.last_offset + 1);
+    }
+    Ok(target.min(high_watermark))
+}

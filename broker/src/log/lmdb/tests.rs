@@ -1,0 +1,148 @@
+//! Store tests against a real LMDB environment in a temporary directory.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::records::Compression;
+
+use super::*;
+use crate::protocol::batch;
+
+fn topic(num: u32, partitions: u32) -> TopicRecord {
+    TopicRecord {
+        name: format!("t{num}"),
+        id: uuid::Uuid::new_v4(),
+        num,
+        partitions,
+        configs: BTreeMap::new(),
+    }
+}
+
+fn item(part: &Arc<PartitionLog>, n: i32, ts0: i64) -> AppendItem {
+    let valid = batch::validate(batch::tests::encode(n, ts0, Compression::None)).expect("valid");
+    AppendItem {
+        partition: part.clone(),
+        batch: valid.bytes,
+        record_count: valid.record_count,
+        max_timestamp: valid.max_timestamp,
+    }
+}
+
+fn open(dir: &Path) -> LmdbStore {
+    LmdbStore::open(dir, Some(64 * 1024 * 1024)).expect("open")
+}
+
+fn id(topic: u32, partition: u32) -> PartitionId {
+    PartitionId { topic, partition }
+}
+
+#[test]
+fn appended_batches_get_dense_offsets_and_survive_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = open(dir.path());
+        store.put_topic(topic(1, 2)).blocking_recv().expect("reply").expect("put");
+        let p0 = store.partition(id(1, 0)).expect("partition");
+        let results = store
+            .append(vec![item(&p0, 3, 100), item(&p0, 2, 200)])
+            .blocking_recv()
+            .expect("reply");
+        let bases: Vec<i64> = results.into_iter().map(|r| r.expect("ok").base_offset).collect();
+        assert_eq!(bases, vec![0, 3]);
+        assert_eq!(p0.next_offset(), 5);
+    }
+    let store = open(dir.path());
+    let p0 = store.partition(id(1, 0)).expect("reloaded");
+    assert_eq!(p0.next_offset(), 5);
+    let chunk = store.read(id(1, 0), 4, 1 << 20, true).expect("read");
+    // The batch containing offset 4 starts at 3: whole batches are returned.
+    assert_eq!(batch::stored_header(&chunk.records).expect("header").base_offset, 3);
+    assert_eq!(store.load_topics().expect("topics").len(), 1);
+}
+
+#[test]
+fn read_respects_bounds_and_max_bytes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    store.put_topic(topic(1, 1)).blocking_recv().expect("reply").expect("put");
+    let p = store.partition(id(1, 0)).expect("partition");
+    for i in 0..4 {
+        store.append(vec![item(&p, 1, i)]).blocking_recv().expect("reply")[0]
+            .as_ref()
+            .expect("ok");
+    }
+    let one = store.read(id(1, 0), 0, 1, true).expect("read");
+    assert!(!one.records.is_empty(), "at least one batch");
+    let none = store.read(id(1, 0), 0, 1, false).expect("read");
+    assert!(none.records.is_empty());
+    let all = store.read(id(1, 0), 0, 1 << 20, true).expect("read");
+    assert_eq!(all.records.len(), 4 * one.records.len());
+    assert!(store.read(id(1, 0), 4, 100, true).expect("at end").records.is_empty());
+    assert!(matches!(
+        store.read(id(1, 0), 5, 100, true),
+        Err(StoreError::OffsetOutOfRange { .. })
+    ));
+}
+
+#[test]
+fn timestamps_find_offsets_and_truncation_keeps_lookups_right() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    store.put_topic(topic(1, 1)).blocking_recv().expect("reply").expect("put");
+    let p = store.partition(id(1, 0)).expect("partition");
+    // Batches of 10 records with timestamps 1000.., 2000.., 3000.. then an older one.
+    for ts in [1000, 2000, 3000, 500] {
+        store.append(vec![item(&p, 10, ts)]).blocking_recv().expect("reply")[0]
+            .as_ref()
+            .expect("ok");
+    }
+    let at = |ts| store.offset_for_timestamp(id(1, 0), ts).expect("lookup");
+    assert_eq!(at(0).map(|f| f.offset), Some(0));
+    assert_eq!(at(2005).map(|f| f.offset), Some(15));
+    assert_eq!(at(3009).map(|f| f.offset), Some(29));
+    assert_eq!(at(3010), None);
+    assert_eq!(store.max_timestamp(id(1, 0)).expect("max").map(|f| f.offset), Some(29));
+
+    let t = store
+        .truncate_front(id(1, 0), 12, 100)
+        .blocking_recv()
+        .expect("reply")
+        .expect("truncate");
+    assert_eq!(t.log_start, 12);
+    assert_eq!(p.log_start(), 12);
+    assert_eq!(at(0).map(|f| f.offset), Some(12), "never below the log start");
+    assert!(matches!(
+        store.read(id(1, 0), 5, 100, true),
+        Err(StoreError::OffsetOutOfRange { .. })
+    ));
+    let policy = Retention {
+        before_timestamp: Some(3000),
+        max_bytes: None,
+    };
+    assert_eq!(store.retention_point(id(1, 0), policy).expect("retention"), 20);
+}
+
+#[test]
+fn full_budget_refuses_appends_but_deletes_still_work() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = LmdbStore::open(dir.path(), Some(8 * 1024 * 1024)).expect("open");
+    store.put_topic(topic(1, 1)).blocking_recv().expect("reply").expect("put");
+    let p = store.partition(id(1, 0)).expect("partition");
+    let mut refused = None;
+    for i in 0..10_000 {
+        let r = store.append(vec![item(&p, 200, i)]).blocking_recv().expect("reply");
+        if let Err(e) = &r[0] {
+            refused = Some(e.clone());
+            break;
+        }
+    }
+    assert!(matches!(refused, Some(StoreError::DiskFull { .. })), "{refused:?}");
+    let before = p.next_offset();
+    let t = store
+        .truncate_front(id(1, 0), before, usize::MAX)
+        .blocking_recv()
+        .expect("reply")
+        .expect("delete on a full disk");
+    assert_eq!(t.log_start, before);
+    let again = store.append(vec![item(&p, 200, 0)]).blocking_recv().expect("reply");
+    assert!(again[0].is_ok(), "space is reused after deletion: {:?}", again[0]);
+}

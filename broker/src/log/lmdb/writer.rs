@@ -1,0 +1,577 @@
+//! The writer thread: the only place that opens LMDB write transactions.
+//!
+//! It takes every operation queued since its last commit, applies them all in one
+//! transaction and commits once (one fsync), then publishes the new partition states and
+//! answers each operation — so a producer is acknowledged only after its batch is durable.
+//! When a group hits the map limit, the map grows (within the budget) and the group is
+//! retried; at the budget, operations are retried one by one so only appends fail and
+//! deletes may use the reserve. While idle it purges data of deleted topics in small chunks.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+use heed::RwTxn;
+use tokio::sync::oneshot;
+
+use super::budget::{self, Budget};
+use super::{Shared, keys};
+use crate::log::partition::PartitionMeta;
+use crate::log::{
+    AppendItem, Appended, PartitionId, PartitionLog, StoreError, TopicRecord, Truncated,
+};
+use crate::protocol::batch;
+
+/// Most operations folded into one transaction.
+const MAX_GROUP: usize = 4096;
+/// Batches deleted per purge step of a deleted topic.
+const PURGE_CHUNK: usize = 2048;
+
+type Reply<T> = oneshot::Sender<T>;
+
+pub enum Op {
+    Append {
+        items: Vec<AppendItem>,
+        reply: Reply<Vec<Result<Appended, StoreError>>>,
+    },
+    Truncate {
+        id: PartitionId,
+        new_start: i64,
+        limit: usize,
+        reply: Reply<Result<Truncated, StoreError>>,
+    },
+    NextTopicNum {
+        reply: Reply<Result<u32, StoreError>>,
+    },
+    PutTopic {
+        topic: TopicRecord,
+        reply: Reply<Result<(), StoreError>>,
+    },
+    DeleteTopic {
+        topic: TopicRecord,
+        reply: Reply<Result<(), StoreError>>,
+    },
+    Sync {
+        reply: Reply<Result<(), StoreError>>,
+    },
+    Shutdown {
+        reply: Reply<()>,
+    },
+}
+
+/// What applying one op produced, before commit.
+enum Outcome {
+    Append(Vec<Result<Appended, StoreError>>),
+    Truncate(Result<Truncated, StoreError>),
+    TopicNum(u32),
+    Done,
+}
+
+/// Why a transaction must be abandoned.
+enum TxnError {
+    MapFull,
+    Other(heed::Error),
+}
+
+impl From<heed::Error> for TxnError {
+    fn from(e: heed::Error) -> Self {
+        match e {
+            heed::Error::Mdb(heed::MdbError::MapFull) => TxnError::MapFull,
+            other => TxnError::Other(other),
+        }
+    }
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    budget: Budget,
+    map_size: u64,
+    orphans: Vec<PartitionId>,
+    /// Partition states changed by the open transaction, published after commit.
+    dirty: HashMap<PartitionId, PartitionMeta>,
+    /// Partitions created / removed by the open transaction.
+    created: Vec<PartitionId>,
+    removed: Vec<PartitionId>,
+    commits: u64,
+}
+
+pub fn spawn(
+    shared: Arc<Shared>,
+    rx: Receiver<Op>,
+    orphans: Vec<PartitionId>,
+    map_size: u64,
+) -> Result<std::thread::JoinHandle<()>, StoreError> {
+    let budget = shared.budget;
+    let mut writer = Writer {
+        shared,
+        budget,
+        map_size,
+        orphans,
+        dirty: HashMap::new(),
+        created: Vec::new(),
+        removed: Vec::new(),
+        commits: 0,
+    };
+    std::thread::Builder::new()
+        .name("runnel-writer".into())
+        .spawn(move || writer.run(rx))
+        .map_err(|e| StoreError::Io(format!("cannot start writer thread: {e}")))
+}
+
+impl Writer {
+    fn run(&mut self, rx: Receiver<Op>) {
+        loop {
+            let first = if self.orphans.is_empty() {
+                match rx.recv() {
+                    Ok(op) => op,
+                    Err(_) => return,
+                }
+            } else {
+                match rx.recv_timeout(Duration::from_millis(1)) {
+                    Ok(op) => op,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.purge_step();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            };
+            let mut ops = vec![first];
+            while ops.len() < MAX_GROUP {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
+            let shutdown = ops.iter().position(|op| matches!(op, Op::Shutdown { .. }));
+            let rest = shutdown.map(|at| ops.split_off(at));
+            self.commit_group(ops);
+            if let Some(rest) = rest {
+                // Everything queued before the shutdown is committed; answer later ops with
+                // `Closed` by dropping their senders.
+                for op in rest {
+                    if let Op::Shutdown { reply } = op {
+                        let _ = reply.send(());
+                    }
+                }
+                return;
+            }
+        }
+    }
+
+    fn commit_group(&mut self, ops: Vec<Op>) {
+        if ops.is_empty() {
+            return;
+        }
+        loop {
+            match self.apply_all(&ops) {
+                Ok(outcomes) => {
+                    self.finish(ops, outcomes);
+                    return;
+                }
+                Err(TxnError::MapFull) => {
+                    if let Some(next) = self.budget.grow_for_appends(self.map_size)
+                        && self.resize(next)
+                    {
+                        continue;
+                    }
+                    break;
+                }
+                Err(TxnError::Other(e)) => {
+                    tracing::error!(error = %e, "LMDB write transaction failed; retrying ops one by one");
+                    break;
+                }
+            }
+        }
+        for op in ops {
+            self.commit_alone(op);
+        }
+    }
+
+    /// Applies one op in its own transaction. Used when the group as a whole cannot commit.
+    fn commit_alone(&mut self, op: Op) {
+        let ops = vec![op];
+        let mut emergency = false;
+        let result = loop {
+            match self.apply_all(&ops) {
+                Ok(outcomes) => break Ok(outcomes),
+                Err(TxnError::MapFull) if !is_append(&ops[0]) && !emergency => {
+                    // Deletes may use the reserve: that is what it is for.
+                    emergency = self.resize(self.budget.budget);
+                    if !emergency {
+                        break Err(StoreError::DiskFull {
+                            budget: self.budget.budget,
+                        });
+                    }
+                }
+                Err(TxnError::MapFull) => {
+                    break Err(StoreError::DiskFull {
+                        budget: self.budget.budget,
+                    });
+                }
+                Err(TxnError::Other(e)) => break Err(StoreError::Io(e.to_string())),
+            }
+        };
+        if emergency {
+            let used = budget::round_up(self.shared.disk_usage().used);
+            self.resize(self.budget.soft.max(used).min(self.budget.budget));
+        }
+        match result {
+            Ok(outcomes) => self.finish(ops, outcomes),
+            Err(err) => {
+                for op in ops {
+                    fail(op, err.clone());
+                }
+            }
+        }
+    }
+
+    /// Resizes the map; waits for readers to close their transactions first.
+    fn resize(&mut self, to: u64) -> bool {
+        let Ok(size) = usize::try_from(to) else {
+            return false;
+        };
+        let _exclusive = self
+            .shared
+            .gate
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // SAFETY: the gate is held exclusively, so no reader has a transaction open, and the
+        // writer (this thread) aborted its own before calling.
+        match unsafe { self.shared.env.resize(size) } {
+            Ok(()) => {
+                tracing::info!(from = self.map_size, to, "resized LMDB map");
+                self.map_size = to;
+                true
+            }
+            Err(e) => {
+                tracing::error!(error = %e, to, "cannot resize LMDB map");
+                false
+            }
+        }
+    }
+
+    fn apply_all(&mut self, ops: &[Op]) -> Result<Vec<Outcome>, TxnError> {
+        self.dirty.clear();
+        self.created.clear();
+        self.removed.clear();
+        let env = self.shared.env.clone();
+        let mut txn = env.write_txn()?;
+        let mut outcomes = Vec::with_capacity(ops.len());
+        for op in ops {
+            outcomes.push(self.apply(&mut txn, op)?);
+        }
+        for (id, meta) in &self.dirty {
+            if !self.removed.contains(id) {
+                self.shared
+                    .dbs
+                    .partitions
+                    .put(&mut txn, &keys::prefix(*id), &meta.encode())?;
+            }
+        }
+        txn.commit()?;
+        Ok(outcomes)
+    }
+
+    fn apply(&mut self, txn: &mut RwTxn<'_>, op: &Op) -> Result<Outcome, TxnError> {
+        Ok(match op {
+            Op::Append { items, .. } => {
+                let mut results = Vec::with_capacity(items.len());
+                for item in items {
+                    results.push(self.append(txn, item)?);
+                }
+                Outcome::Append(results)
+            }
+            Op::Truncate {
+                id,
+                new_start,
+                limit,
+                ..
+            } => Outcome::Truncate(self.truncate(txn, *id, *new_start, *limit)?),
+            Op::NextTopicNum { .. } => {
+                let meta = self.shared.dbs.meta;
+                let next = meta
+                    .get(txn, b"next_topic_num")?
+                    .and_then(|v| v.try_into().ok().map(u32::from_be_bytes))
+                    .unwrap_or(1);
+                meta.put(txn, b"next_topic_num", &(next + 1).to_be_bytes())?;
+                Outcome::TopicNum(next)
+            }
+            Op::PutTopic { topic, .. } => {
+                self.put_topic(txn, topic)?;
+                Outcome::Done
+            }
+            Op::DeleteTopic { topic, .. } => {
+                self.shared.dbs.topics.delete(txn, topic.name.as_bytes())?;
+                for p in 0..topic.partitions {
+                    self.removed.push(PartitionId {
+                        topic: topic.num,
+                        partition: p,
+                    });
+                }
+                Outcome::Done
+            }
+            Op::Sync { .. } | Op::Shutdown { .. } => Outcome::Done,
+        })
+    }
+
+    /// The partition's state as of the open transaction.
+    fn meta(&mut self, part: &PartitionLog) -> PartitionMeta {
+        *self.dirty.entry(part.id).or_insert_with(|| part.meta())
+    }
+
+    fn append(
+        &mut self,
+        txn: &mut RwTxn<'_>,
+        item: &AppendItem,
+    ) -> Result<Result<Appended, StoreError>, TxnError> {
+        let id = item.partition.id;
+        if self.shared.partition(id).is_none() || self.removed.contains(&id) {
+            return Ok(Err(StoreError::UnknownPartition(id)));
+        }
+        let mut meta = self.meta(&item.partition);
+        let base = meta.next_offset;
+        let stored = batch::with_offset(&item.batch, base, 0);
+        let dbs = self.shared.dbs;
+        dbs.batches.put(txn, &keys::batch(id, base), &stored)?;
+        if item.max_timestamp > meta.max_timestamp {
+            dbs.time_index
+                .put(txn, &keys::time(id, item.max_timestamp), &(base as u64).to_be_bytes())?;
+            meta.max_timestamp = item.max_timestamp;
+        }
+        meta.next_offset += i64::from(item.record_count);
+        meta.size_bytes += stored.len() as u64;
+        self.dirty.insert(id, meta);
+        Ok(Ok(Appended {
+            base_offset: base,
+            log_start: meta.log_start,
+        }))
+    }
+
+    fn truncate(
+        &mut self,
+        txn: &mut RwTxn<'_>,
+        id: PartitionId,
+        new_start: i64,
+        limit: usize,
+    ) -> Result<Result<Truncated, StoreError>, TxnError> {
+        let Some(part) = self.shared.partition(id) else {
+            return Ok(Err(StoreError::UnknownPartition(id)));
+        };
+        let mut meta = self.meta(&part);
+        if new_start > meta.next_offset || new_start < 0 {
+            return Ok(Err(StoreError::OffsetOutOfRange {
+                offset: new_start,
+                log_start: meta.log_start,
+                next: meta.next_offset,
+            }));
+        }
+        meta.log_start = meta.log_start.max(new_start);
+        let dbs = self.shared.dbs;
+        let (start, end) = (keys::batch(id, 0), keys::batch_end(id));
+        let mut doomed = Vec::new();
+        let mut first_kept = meta.next_offset;
+        let mut freed = 0u64;
+        for entry in dbs.batches.range(txn, &keys::span(&start, &end))? {
+            let (key, value) = entry?;
+            let header = batch::stored_header(value);
+            match header {
+                Some(h) if h.last_offset < meta.log_start && doomed.len() < limit => {
+                    doomed.push(key.to_vec());
+                    freed += value.len() as u64;
+                }
+                Some(h) => {
+                    first_kept = h.base_offset;
+                    break;
+                }
+                None => break,
+            }
+        }
+        for key in &doomed {
+            dbs.batches.delete(txn, key)?;
+        }
+        let more = doomed.len() == limit && first_kept < meta.log_start;
+        self.trim_time_index(txn, id, first_kept)?;
+        meta.size_bytes = meta.size_bytes.saturating_sub(freed);
+        self.dirty.insert(id, meta);
+        Ok(Ok(Truncated {
+            log_start: meta.log_start,
+            more,
+        }))
+    }
+
+    /// Drops time-index entries of deleted batches. The largest dropped timestamp is
+    /// re-pointed at the first kept batch, so a lookup still starts no later than the first
+    /// batch that may hold a matching record.
+    fn trim_time_index(
+        &mut self,
+        txn: &mut RwTxn<'_>,
+        id: PartitionId,
+        first_kept: i64,
+    ) -> Result<(), TxnError> {
+        let dbs = self.shared.dbs;
+        let (start, end) = (keys::time(id, i64::MIN), keys::time_end(id));
+        let mut doomed = Vec::new();
+        for entry in dbs.time_index.range(txn, &keys::span(&start, &end))? {
+            let (key, value) = entry?;
+            match keys::u64_value(value) {
+                Some(base) if (base as i64) < first_kept => doomed.push(key.to_vec()),
+                _ => break,
+            }
+        }
+        let Some(last) = doomed.pop() else {
+            return Ok(());
+        };
+        for key in &doomed {
+            dbs.time_index.delete(txn, key)?;
+        }
+        dbs.time_index
+            .put(txn, &last, &(first_kept as u64).to_be_bytes())?;
+        Ok(())
+    }
+
+    fn put_topic(&mut self, txn: &mut RwTxn<'_>, topic: &TopicRecord) -> Result<(), TxnError> {
+        let dbs = self.shared.dbs;
+        let json = serde_json::to_vec(topic)
+            .map_err(|e| TxnError::Other(heed::Error::Encoding(Box::new(e))))?;
+        dbs.topics.put(txn, topic.name.as_bytes(), &json)?;
+        for p in 0..topic.partitions {
+            let id = PartitionId {
+                topic: topic.num,
+                partition: p,
+            };
+            if self.shared.partition(id).is_none() && !self.dirty.contains_key(&id) {
+                self.dirty.insert(id, PartitionMeta::new());
+                self.created.push(id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes committed state and answers every op.
+    fn finish(&mut self, ops: Vec<Op>, outcomes: Vec<Outcome>) {
+        {
+            let mut map = self
+                .shared
+                .partitions
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            for id in &self.created {
+                if let Some(meta) = self.dirty.get(id) {
+                    map.insert(*id, Arc::new(PartitionLog::new(*id, *meta)));
+                }
+            }
+            for id in &self.removed {
+                map.remove(id);
+                self.orphans.push(*id);
+            }
+            for (id, meta) in &self.dirty {
+                if let Some(part) = map.get(id) {
+                    part.publish(meta);
+                }
+            }
+        }
+        self.commits += 1;
+        self.shared.changes.send_replace(self.commits);
+        for (op, outcome) in ops.into_iter().zip(outcomes) {
+            answer(op, outcome);
+        }
+    }
+
+    /// Deletes a chunk of a deleted topic's data in its own transaction.
+    fn purge_step(&mut self) {
+        let Some(&id) = self.orphans.last() else {
+            return;
+        };
+        match self.purge(id) {
+            Ok(true) => {}
+            Ok(false) => {
+                self.orphans.pop();
+                tracing::debug!(partition = %id, "purged deleted partition");
+            }
+            Err(TxnError::MapFull) => {
+                if !self.resize(self.budget.budget) {
+                    self.orphans.pop();
+                }
+            }
+            Err(TxnError::Other(e)) => {
+                tracing::error!(partition = %id, error = %e, "cannot purge deleted partition");
+                self.orphans.pop();
+            }
+        }
+    }
+
+    fn purge(&mut self, id: PartitionId) -> Result<bool, TxnError> {
+        let env = self.shared.env.clone();
+        let dbs = self.shared.dbs;
+        let mut txn = env.write_txn()?;
+        let (start, end) = (keys::batch(id, 0), keys::batch_end(id));
+        let mut doomed = Vec::new();
+        for entry in dbs.batches.range(&txn, &keys::span(&start, &end))? {
+            doomed.push(entry?.0.to_vec());
+            if doomed.len() == PURGE_CHUNK {
+                break;
+            }
+        }
+        for key in &doomed {
+            dbs.batches.delete(&mut txn, key)?;
+        }
+        let more = doomed.len() == PURGE_CHUNK;
+        if !more {
+            let (start, end) = (keys::time(id, i64::MIN), keys::time_end(id));
+            dbs.time_index
+                .delete_range(&mut txn, &keys::span(&start, &end))?;
+            dbs.partitions.delete(&mut txn, &keys::prefix(id))?;
+        }
+        txn.commit()?;
+        Ok(more)
+    }
+}
+
+fn is_append(op: &Op) -> bool {
+    matches!(op, Op::Append { .. })
+}
+
+fn answer(op: Op, outcome: Outcome) {
+    match (op, outcome) {
+        (Op::Append { reply, .. }, Outcome::Append(results)) => {
+            let _ = reply.send(results);
+        }
+        (Op::Truncate { reply, .. }, Outcome::Truncate(result)) => {
+            let _ = reply.send(result);
+        }
+        (Op::NextTopicNum { reply }, Outcome::TopicNum(n)) => {
+            let _ = reply.send(Ok(n));
+        }
+        (Op::PutTopic { reply, .. }, _)
+        | (Op::DeleteTopic { reply, .. }, _)
+        | (Op::Sync { reply }, _) => {
+            let _ = reply.send(Ok(()));
+        }
+        (Op::Shutdown { reply }, _) => {
+            let _ = reply.send(());
+        }
+        (op, _) => fail(op, StoreError::Io("internal: mismatched outcome".into())),
+    }
+}
+
+fn fail(op: Op, err: StoreError) {
+    match op {
+        Op::Append { items, reply } => {
+            let _ = reply.send(items.iter().map(|_| Err(err.clone())).collect());
+        }
+        Op::Truncate { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Op::NextTopicNum { reply } => {
+            let _ = reply.send(Err(err));
+        }
+        Op::PutTopic { reply, .. } | Op::DeleteTopic { reply, .. } | Op::Sync { reply } => {
+            let _ = reply.send(Err(err));
+        }
+        Op::Shutdown { reply } => {
+            let _ = reply.send(());
+        }
+    }
+}

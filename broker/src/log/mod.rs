@@ -1,0 +1,170 @@
+//! The partition log: what is stored, behind two narrow traits.
+//!
+//! [`LogStore`] owns record batches: append (durable before the returned [`Pending`]
+//! resolves), read a range, look up offsets by time, truncate the front. [`MetaStore`] owns
+//! topic definitions. Both are implemented by [`lmdb::LmdbStore`]. The traits are object
+//! safe so handlers hold `Arc<dyn …>` and never see LMDB.
+//!
+//! Invariants every implementation keeps:
+//! - offsets in a partition are dense and strictly increasing from 0; `log_start <= next`;
+//! - an append is visible to readers (and counted in `next_offset`) only once durable;
+//! - batches are returned byte-for-byte as appended, except `baseOffset`/`partitionLeaderEpoch`.
+
+pub mod lmdb;
+mod partition;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+pub use partition::{PartitionId, PartitionLog};
+
+/// A result that arrives once the store's writer has committed (or failed).
+pub type Pending<T> = oneshot::Receiver<T>;
+
+/// Storage failures. Handlers map them to Kafka error codes.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("disk budget exhausted: log.max.disk.bytes = {budget} bytes is in use")]
+    DiskFull { budget: u64 },
+    #[error("partition {0} is not stored here")]
+    UnknownPartition(PartitionId),
+    #[error("offset {offset} is outside [{log_start}, {next}]")]
+    OffsetOutOfRange {
+        offset: i64,
+        log_start: i64,
+        next: i64,
+    },
+    #[error("storage failure: {0}")]
+    Io(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+impl From<heed::Error> for StoreError {
+    fn from(e: heed::Error) -> Self {
+        StoreError::Io(e.to_string())
+    }
+}
+
+/// One validated batch to append to one partition.
+#[derive(Debug)]
+pub struct AppendItem {
+    pub partition: std::sync::Arc<PartitionLog>,
+    pub batch: Bytes,
+    pub record_count: i32,
+    pub max_timestamp: i64,
+}
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: i64,
+    pub log_start: i64,
+}
+
+/// Batches read from one partition.
+#[derive(Debug, Clone, Default)]
+pub struct ReadChunk {
+    /// Concatenated batches, the first one containing the requested offset.
+    pub records: Bytes,
+    /// High watermark at the time of the read.
+    pub high_watermark: i64,
+    pub log_start: i64,
+}
+
+/// An offset found by timestamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimestampOffset {
+    pub timestamp: i64,
+    pub offset: i64,
+}
+
+/// Record batches of all partitions.
+pub trait LogStore: Send + Sync {
+    /// The partition's shared state, if it exists.
+    fn partition(&self, id: PartitionId) -> Option<std::sync::Arc<PartitionLog>>;
+    /// Appends batches in order; each result arrives once durable (group-committed).
+    fn append(&self, items: Vec<AppendItem>) -> Pending<Vec<Result<Appended, StoreError>>>;
+    /// Reads whole batches from the one containing `offset`, up to `max_bytes` (at least one
+    /// batch when `at_least_one`). Blocking: call from a blocking thread.
+    fn read(
+        &self,
+        id: PartitionId,
+        offset: i64,
+        max_bytes: usize,
+        at_least_one: bool,
+    ) -> Result<ReadChunk, StoreError>;
+    /// The first record with timestamp >= `timestamp`. Blocking.
+    fn offset_for_timestamp(
+        &self,
+        id: PartitionId,
+        timestamp: i64,
+    ) -> Result<Option<TimestampOffset>, StoreError>;
+    /// The record with the largest timestamp (its first occurrence). Blocking.
+    fn max_timestamp(&self, id: PartitionId) -> Result<Option<TimestampOffset>, StoreError>;
+    /// Moves the log start to `new_start` (<= next offset), deleting batches wholly below it.
+    /// Deletes at most `limit` batches per call; the result says the new log start and
+    /// whether batches below it remain.
+    fn truncate_front(
+        &self,
+        id: PartitionId,
+        new_start: i64,
+        limit: usize,
+    ) -> Pending<Result<Truncated, StoreError>>;
+    /// The log start retention wants for this partition (>= the current one). Blocking.
+    fn retention_point(&self, id: PartitionId, policy: Retention) -> Result<i64, StoreError>;
+    /// Bytes of the disk budget, and bytes LMDB has in use (high-water mark of the file).
+    fn disk_usage(&self) -> DiskUsage;
+    /// Resolves once every previously queued write is durable.
+    fn sync(&self) -> Pending<Result<(), StoreError>>;
+}
+
+/// What retention keeps: batches whose max timestamp is at or after `before_timestamp`, and
+/// at least `max_bytes` per partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub before_timestamp: Option<i64>,
+    pub max_bytes: Option<u64>,
+}
+
+/// Outcome of a [`LogStore::truncate_front`] call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truncated {
+    pub log_start: i64,
+    pub more: bool,
+}
+
+/// Disk use versus budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskUsage {
+    pub budget: u64,
+    pub used: u64,
+}
+
+/// A topic as persisted.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TopicRecord {
+    pub name: String,
+    /// Kafka topic id.
+    pub id: uuid::Uuid,
+    /// Internal number used in storage keys; never reused, so a re-created topic never sees
+    /// data of a deleted one.
+    pub num: u32,
+    pub partitions: u32,
+    /// Topic-level config overrides (`retention.ms` …), as strings like Kafka keeps them.
+    pub configs: std::collections::BTreeMap<String, String>,
+}
+
+/// Topic definitions.
+pub trait MetaStore: Send + Sync {
+    /// All topics, at start-up.
+    fn load_topics(&self) -> Result<Vec<TopicRecord>, StoreError>;
+    /// A fresh internal topic number.
+    fn next_topic_num(&self) -> Pending<Result<u32, StoreError>>;
+    /// Creates or updates a topic and creates its missing partitions.
+    fn put_topic(&self, topic: TopicRecord) -> Pending<Result<(), StoreError>>;
+    /// Deletes a topic; its data is purged in the background.
+    fn delete_topic(&self, topic: TopicRecord) -> Pending<Result<(), StoreError>>;
+    /// The cluster id, created on first start.
+    fn cluster_id(&self) -> String;
+}

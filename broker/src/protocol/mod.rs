@@ -1,0 +1,14 @@
+//! The Kafka wire protocol at the edges of the broker: framing, request headers, response
+//! encoding and RecordBatch v2 headers. Message bodies are the `kafka-protocol` crate's types;
+//! nothing here parses a message body by hand.
+
+pub mod batch;
+pub mod frame;
+pub mod request;
+
+pub use kafka_protocol::ResponseError as ErrorCode;
+
+/// The numeric error code Kafka clients expect for `code`.
+pub fn code(err: ErrorCode) -> i16 {
+    err.code()
+}

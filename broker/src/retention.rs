@@ -1,0 +1,69 @@
+//! Background retention: every `storage.retention_check_interval_ms`, each partition's log
+//! start moves past batches older than `retention.ms` and past the oldest batches while the
+//! partition would still hold at least `retention.bytes` without them (Kafka's rule).
+//! Deletion goes through the store in bounded chunks, so produce and fetch keep flowing.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::handlers::delete_records::truncate_log;
+use crate::handlers::{Ctx, blocking};
+use crate::log::Retention;
+
+pub async fn run(ctx: Arc<Ctx>) {
+    let period = Duration::from_millis(ctx.config.storage.retention_check_interval_ms);
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => return,
+            _ = tick.tick() => enforce(&ctx).await,
+        }
+    }
+}
+
+/// One retention pass over every partition.
+pub async fn enforce(ctx: &Ctx) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    for topic in ctx.topics.list() {
+        let c = &topic.config;
+        let policy = Retention {
+            before_timestamp: (c.retention_ms >= 0).then(|| now.saturating_sub(c.retention_ms)),
+            max_bytes: u64::try_from(c.retention_bytes).ok(),
+        };
+        if policy.before_timestamp.is_none() && policy.max_bytes.is_none() {
+            continue;
+        }
+        for part in &topic.partitions {
+            if ctx.shutdown.is_cancelled() {
+                return;
+            }
+            let log = ctx.log.clone();
+            let id = part.id;
+            let target = match blocking(move || log.retention_point(id, policy)).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::warn!(topic = topic.name(), partition = id.partition, error = %e, "retention check failed");
+                    continue;
+                }
+            };
+            if target <= part.log_start() {
+                continue;
+            }
+            match truncate_log(&*ctx.log, part, target).await {
+                Ok(log_start) => tracing::info!(
+                    topic = topic.name(),
+                    partition = id.partition,
+                    log_start_offset = log_start,
+                    "retention deleted old batches"
+                ),
+                Err(e) => {
+                    tracing::warn!(topic = topic.name(), partition = id.partition, error = %e, "retention delete failed")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Topic configs: the ones Runnel implements (settable per topic), the ones it reports
+//! read-only with their fixed value, and parsing of overrides over the broker defaults.
+//!
+//! A Kafka config Runnel does not implement is never silently accepted: setting it is
+//! INVALID_CONFIG naming the key, and describing it shows the value Runnel behaves with.
+
+use std::collections::BTreeMap;
+
+use crate::config::TopicDefaults;
+
+pub const RETENTION_MS: &str = "retention.ms";
+pub const RETENTION_BYTES: &str = "retention.bytes";
+pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
+pub const CLEANUP_POLICY: &str = "cleanup.policy";
+
+/// Kafka topic configs Runnel reports but does not let clients change, with the value it
+/// behaves with.
+pub const READ_ONLY: &[(&str, &str)] = &[
+    ("compression.type", "producer"),
+    ("message.timestamp.type", "CreateTime"),
+    ("min.insync.replicas", "1"),
+    ("unclean.leader.election.enable", "false"),
+    ("segment.bytes", "1073741824"),
+    ("segment.ms", "604800000"),
+    ("message.downconversion.enable", "false"),
+];
+
+/// Effective settings of one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfig {
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub max_message_bytes: i32,
+    /// Explicit overrides, as given by clients (describe shows them as topic-level).
+    pub overrides: BTreeMap<String, String>,
+}
+
+/// Kafka's `config_type` codes used by DescribeConfigs v3+.
+#[derive(Debug, Clone, Copy)]
+pub enum ConfigType {
+    String = 2,
+    Int = 3,
+    Long = 5,
+    List = 7,
+    Boolean = 1,
+}
+
+/// One described config.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub name: String,
+    pub value: String,
+    pub read_only: bool,
+    pub is_default: bool,
+    pub config_type: ConfigType,
+    pub doc: &'static str,
+}
+
+impl TopicConfig {
+    /// Builds the effective config; errors name the key and the reason.
+    pub fn new(
+        defaults: &TopicDefaults,
+        overrides: BTreeMap<String, String>,
+    ) -> Result<Self, String> {
+        let mut c = TopicConfig::from_defaults(defaults);
+        for (key, value) in &overrides {
+            c.set(key, value)?;
+        }
+        c.overrides = overrides;
+        Ok(c)
+    }
+
+    /// The config of a topic without overrides.
+    pub fn from_defaults(defaults: &TopicDefaults) -> Self {
+        TopicConfig {
+            retention_ms: defaults.retention_ms,
+            retention_bytes: defaults.retention_bytes,
+            max_message_bytes: defaults.max_message_bytes,
+            overrides: BTreeMap::new(),
+        }
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let v = value.trim();
+        match key {
+            RETENTION_MS => self.retention_ms = parse_at_least(key, v, -1)?,
+            RETENTION_BYTES => self.retention_bytes = parse_at_least(key, v, -1)?,
+            MAX_MESSAGE_BYTES => {
+                let n = parse_at_least(key, v, 64)?;
+                self.max_message_bytes = i32::try_from(n)
+                    .map_err(|_| format!("{key}: {v} is larger than {}", i32::MAX))?;
+            }
+            CLEANUP_POLICY => {
+                if v != "delete" {
+                    return Err(format!(
+                        "{key}: only \"delete\" is supported (log compaction is not implemented), got {v:?}"
+                    ));
+                }
+            }
+            _ if READ_ONLY.iter().any(|(k, _)| *k == key) => {
+                return Err(format!("{key} is read-only in Runnel"));
+            }
+            _ => return Err(format!("unknown or unsupported topic config {key:?}")),
+        }
+        Ok(())
+    }
+
+    /// Every config, with its effective value.
+    pub fn describe(&self) -> Vec<Described> {
+        let overridden = |k: &str| self.overrides.contains_key(k);
+        let mut out = vec![
+            Described {
+                name: CLEANUP_POLICY.into(),
+                value: "delete".into(),
+                read_only: false,
+                is_default: !overridden(CLEANUP_POLICY),
+                config_type: ConfigType::List,
+                doc: "Only delete is supported: old data is removed by retention.",
+            },
+            Described {
+                name: MAX_MESSAGE_BYTES.into(),
+                value: self.max_message_bytes.to_string(),
+                read_only: false,
+                is_default: !overridden(MAX_MESSAGE_BYTES),
+                config_type: ConfigType::Int,
+                doc: "Largest record batch accepted for this topic.",
+            },
+            Described {
+                name: RETENTION_BYTES.into(),
+                value: self.retention_bytes.to_string(),
+                read_only: false,
+                is_default: !overridden(RETENTION_BYTES),
+                config_type: ConfigType::Long,
+                doc: "Bytes kept per partition before the oldest batches are deleted; -1 = no limit.",
+            },
+            Described {
+                name: RETENTION_MS.into(),
+                value: self.retention_ms.to_string(),
+                read_only: false,
+                is_default: !overridden(RETENTION_MS),
+                config_type: ConfigType::Long,
+                doc: "Age after which batches are deleted; -1 = forever.",
+            },
+        ];
+        out.extend(READ_ONLY.iter().map(|(k, v)| Described {
+            name: (*k).into(),
+            value: (*v).into(),
+            read_only: true,
+            is_default: true,
+            config_type: if v.parse::<i64>().is_ok() {
+                ConfigType::Long
+            } else if *v == "true" || *v == "false" {
+                ConfigType::Boolean
+            } else {
+                ConfigType::String
+            },
+            doc: "Fixed in Runnel.",
+        }));
+        out
+    }
+}
+
+fn parse_at_least(key: &str, v: &str, min: i64) -> Result<i64, String> {
+    let n: i64 = v
+        .parse()
+        .map_err(|_| format!("{key}: {v:?} is not an integer"))?;
+    if n < min {
+        return Err(format!("{key}: {n} is below the minimum {min}"));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(pairs: &[(&str, &str)]) -> Result<TopicConfig, String> {
+        TopicConfig::new(
+            &TopicDefaults::default(),
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn overrides_apply_and_are_marked() {
+        let c = cfg(&[(RETENTION_MS, "1000")]).expect("valid");
+        assert_eq!(c.retention_ms, 1000);
+        let d = c.describe();
+        let r = d.iter().find(|d| d.name == RETENTION_MS).expect("listed");
+        assert!(!r.is_default);
+        assert!(d.iter().find(|d| d.name == RETENTION_BYTES).expect("listed").is_default);
+    }
+
+    #[test]
+    fn unsupported_configs_are_refused_by_name() {
+        for (k, v) in [
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "1"),
+            ("no.such", "1"),
+            (RETENTION_MS, "abc"),
+            (RETENTION_BYTES, "-2"),
+        ] {
+            let err = cfg(&[(k, v)]).expect_err(k);
+            assert!(err.contains(k), "{err}");
+        }
+    }
+}
