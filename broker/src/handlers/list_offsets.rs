@@ -16,7 +16,9 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    // leader_epoch exists from v4; the codec refuses to encode it for older versions.
+    let epoch = if version >= 4 { 0 } else { -1 };
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let topic = ctx.topics.get(t.name.as_str());
@@ -36,8 +38,8 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest) -> ListOffsetsResponse {
                 Ok(Some(found)) => r
                     .with_offset(found.offset)
                     .with_timestamp(found.timestamp)
-                    .with_leader_epoch(0),
-                Ok(None) => r.with_offset(-1).with_timestamp(-1).with_leader_epoch(0),
+                    .with_leader_epoch(epoch),
+                Ok(None) => r.with_offset(-1).with_timestamp(-1).with_leader_epoch(epoch),
                 Err(e) => {
                     tracing::error!(error = %e, "ListOffsets failed");
                     r.with_error_code(ResponseError::KafkaStorageError.code())

@@ -115,7 +115,7 @@ pub async fn dispatch(ctx: &Ctx, raw: RawRequest) -> Result<Option<Bytes>, Route
         }
         ApiKey::ListOffsets => {
             let req: ListOffsetsRequest = decode_body(&raw)?;
-            encode(&raw, &handlers::list_offsets::handle(ctx, req).await)
+            encode(&raw, &handlers::list_offsets::handle(ctx, req, v).await)
         }
         ApiKey::CreateTopics => {
             let req: CreateTopicsRequest = decode_body(&raw)?;
