@@ -4,6 +4,7 @@
 //! serves connections and retention until `shutdown` is cancelled, then drains in-flight
 //! requests, flushes and closes the store. `main.rs` only parses flags and config.
 
+pub mod alloc;
 pub mod config;
 pub mod handlers;
 pub mod log;

@@ -6,6 +6,10 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
+/// See [`runnel::alloc`]: keeps hostile array lengths in requests from aborting the process.
+#[global_allocator]
+static ALLOCATOR: runnel::alloc::LazyHugeAlloc = runnel::alloc::LazyHugeAlloc;
+
 fn main() -> ExitCode {
     let args = runnel::config::Args::parse();
     let config = match runnel::config::load(&args) {

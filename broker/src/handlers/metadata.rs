@@ -12,7 +12,9 @@ use super::{Ctx, str_bytes, topic_name};
 use crate::topics::Topic;
 
 pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataResponse {
-    let topics = match req.topics {
+    // v0 has no null list: an empty one means "all topics".
+    let wanted = req.topics.filter(|t| version > 0 || !t.is_empty());
+    let topics = match wanted {
         None => ctx.topics.list().iter().map(|t| describe(ctx, t)).collect(),
         Some(wanted) => {
             // v0–v3 have no flag: those clients always expect auto-creation.

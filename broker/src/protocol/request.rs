@@ -94,14 +94,3 @@ pub fn encode_response<M: Encodable>(
     body.encode(&mut buf, version)?;
     Ok(buf.freeze())
 }
-
-/// Decodes a request body, turning the crate's error into a [`DecodeError`].
-pub fn decode_body<T: Decodable>(req: &RawRequest) -> Result<T, DecodeError> {
-    let mut body = req.body.clone();
-    T::decode(&mut body, req.version()).map_err(|e| DecodeError::Body {
-        api: req.api_key,
-        version: req.version(),
-        correlation_id: req.header.correlation_id,
-        reason: e.to_string(),
-    })
-}

@@ -14,7 +14,7 @@ use tracing::Instrument;
 use super::router::{self, RouteError};
 use crate::handlers::{Ctx, api_versions};
 use crate::protocol::frame::{FrameError, read_frame};
-use crate::protocol::request::{self, DecodeError, encode_response};
+use crate::protocol::request::{self, encode_response};
 
 pub async fn serve(ctx: Arc<Ctx>, stream: TcpStream) {
     let (rd, wr) = stream.into_split();
@@ -71,32 +71,31 @@ async fn handle(
     frame: Bytes,
     conn_span: &tracing::Span,
 ) -> Result<Option<Bytes>, RouteError> {
-    let (key, version, correlation_id) =
-        request::peek_prefix(&frame).ok_or(DecodeError::Short(frame.len()))?;
-    let api_key = ApiKey::try_from(key).map_err(|()| DecodeError::UnknownApi(key))?;
-    let api = router::lookup(api_key).ok_or(RouteError::UnsupportedApi(api_key))?;
-    if version < api.min || version > api.max {
-        if api_key == ApiKey::ApiVersions && version > api.max {
-            // KIP-511: answer in v0 with our versions so the client retries with one of them.
-            let body = api_versions::unsupported();
-            return encode_response(api_key, 0, correlation_id, &body)
-                .map(Some)
-                .map_err(|e| RouteError::Encode {
-                    api: api_key,
-                    version: 0,
-                    reason: e.to_string(),
-                });
-        }
-        return Err(RouteError::UnsupportedVersion {
-            api: api_key,
-            version,
-            min: api.min,
-            max: api.max,
-        });
+    if let Some(answer) = unsupported_api_versions(&frame)? {
+        return Ok(Some(answer));
     }
-    let raw = request::parse(frame)?;
-    if let Some(client_id) = &raw.header.client_id {
+    let req = router::decode(frame)?;
+    if let Some(client_id) = &req.raw.header.client_id {
         conn_span.record("client_id", client_id.as_str());
     }
-    router::dispatch(ctx, raw).await
+    router::dispatch(ctx, req).await
+}
+
+/// KIP-511: an ApiVersions request newer than we speak is answered in v0 with our versions,
+/// so the client retries with one of them (its header may not even be parseable).
+fn unsupported_api_versions(frame: &[u8]) -> Result<Option<Bytes>, RouteError> {
+    let Some((key, version, correlation_id)) = request::peek_prefix(frame) else {
+        return Ok(None);
+    };
+    let max = router::lookup(ApiKey::ApiVersions).map_or(0, |a| a.max);
+    if key != ApiKey::ApiVersions as i16 || version <= max {
+        return Ok(None);
+    }
+    encode_response(ApiKey::ApiVersions, 0, correlation_id, &api_versions::unsupported())
+        .map(Some)
+        .map_err(|e| RouteError::Encode {
+            api: ApiKey::ApiVersions,
+            version: 0,
+            reason: e.to_string(),
+        })
 }

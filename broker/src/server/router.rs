@@ -2,15 +2,11 @@
 //! request to its handler.
 
 use bytes::Bytes;
-use kafka_protocol::messages::{
-    ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteRecordsRequest,
-    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, FetchRequest,
-    IncrementalAlterConfigsRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
-};
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use kafka_protocol::protocol::Encodable;
 
 use crate::handlers::{self, Ctx};
-use crate::protocol::request::{DecodeError, RawRequest, decode_body, encode_response};
+use crate::protocol::request::{self, DecodeError, RawRequest, encode_response};
 
 /// One served API. `advertised_min` may be lower than `min`: Produce is advertised from v0
 /// because librdkafka disables compression otherwise (KAFKA-18659), while requests below
@@ -90,17 +86,56 @@ fn encode<M: Encodable>(raw: &RawRequest, body: &M) -> Result<Option<Bytes>, Rou
         })
 }
 
-/// Runs the handler for `raw`. `Ok(None)`: no response is due (acks=0 produce).
-pub async fn dispatch(ctx: &Ctx, raw: RawRequest) -> Result<Option<Bytes>, RouteError> {
+/// A request ready for its handler.
+#[derive(Debug)]
+pub struct Request {
+    pub raw: RawRequest,
+    pub body: RequestKind,
+}
+
+/// Turns one frame into a decoded request, or says why the connection must close. Pure: no
+/// I/O, no shared state, so it is what the fuzz target exercises.
+pub fn decode(frame: Bytes) -> Result<Request, RouteError> {
+    let (key, version, _) = request::peek_prefix(&frame).ok_or(DecodeError::Short(frame.len()))?;
+    let api_key = ApiKey::try_from(key).map_err(|()| DecodeError::UnknownApi(key))?;
+    let api = lookup(api_key).ok_or(RouteError::UnsupportedApi(api_key))?;
+    if version < api.min || version > api.max {
+        return Err(RouteError::UnsupportedVersion {
+            api: api_key,
+            version,
+            min: api.min,
+            max: api.max,
+        });
+    }
+    let raw = request::parse(frame)?;
+    let mut body = raw.body.clone();
+    let decoded = std::panic::catch_unwind(move || RequestKind::decode(api_key, &mut body, version));
+    let body = match decoded {
+        Ok(Ok(body)) => body,
+        Ok(Err(e)) => return Err(malformed(&raw, e.to_string()).into()),
+        // The codec should never panic; if it does, only this connection pays.
+        Err(_) => return Err(malformed(&raw, "decoder panicked".into()).into()),
+    };
+    Ok(Request { raw, body })
+}
+
+fn malformed(raw: &RawRequest, reason: String) -> DecodeError {
+    DecodeError::Body {
+        api: raw.api_key,
+        version: raw.version(),
+        correlation_id: raw.header.correlation_id,
+        reason,
+    }
+}
+
+/// Runs the handler for a decoded request. `Ok(None)`: no response is due (acks=0 produce).
+pub async fn dispatch(ctx: &Ctx, req: Request) -> Result<Option<Bytes>, RouteError> {
+    let Request { raw, body } = req;
     let v = raw.version();
-    match raw.api_key {
-        ApiKey::ApiVersions => encode(&raw, &handlers::api_versions::handle()),
-        ApiKey::Metadata => {
-            let req: MetadataRequest = decode_body(&raw)?;
-            encode(&raw, &handlers::metadata::handle(ctx, req, v).await)
-        }
-        ApiKey::Produce => {
-            let req: ProduceRequest = decode_body(&raw)?;
+    match body {
+        RequestKind::ApiVersions(_) => encode(&raw, &handlers::api_versions::handle()),
+        RequestKind::Metadata(req) => encode(&raw, &handlers::metadata::handle(ctx, req, v).await),
+        RequestKind::Produce(req) => {
             let acks = req.acks;
             let resp = handlers::produce::handle(ctx, req).await;
             if acks == 0 {
@@ -109,42 +144,27 @@ pub async fn dispatch(ctx: &Ctx, raw: RawRequest) -> Result<Option<Bytes>, Route
                 encode(&raw, &resp)
             }
         }
-        ApiKey::Fetch => {
-            let req: FetchRequest = decode_body(&raw)?;
-            encode(&raw, &handlers::fetch::handle(ctx, req, v).await)
-        }
-        ApiKey::ListOffsets => {
-            let req: ListOffsetsRequest = decode_body(&raw)?;
+        RequestKind::Fetch(req) => encode(&raw, &handlers::fetch::handle(ctx, req, v).await),
+        RequestKind::ListOffsets(req) => {
             encode(&raw, &handlers::list_offsets::handle(ctx, req, v).await)
         }
-        ApiKey::CreateTopics => {
-            let req: CreateTopicsRequest = decode_body(&raw)?;
-            encode(&raw, &handlers::topics::create(ctx, req).await)
-        }
-        ApiKey::DeleteTopics => {
-            let req: DeleteTopicsRequest = decode_body(&raw)?;
+        RequestKind::CreateTopics(req) => encode(&raw, &handlers::topics::create(ctx, req).await),
+        RequestKind::DeleteTopics(req) => {
             encode(&raw, &handlers::topics::delete(ctx, req, v).await)
         }
-        ApiKey::CreatePartitions => {
-            let req: CreatePartitionsRequest = decode_body(&raw)?;
+        RequestKind::CreatePartitions(req) => {
             encode(&raw, &handlers::topics::create_partitions(ctx, req).await)
         }
-        ApiKey::DeleteRecords => {
-            let req: DeleteRecordsRequest = decode_body(&raw)?;
+        RequestKind::DeleteRecords(req) => {
             encode(&raw, &handlers::delete_records::handle(ctx, req).await)
         }
-        ApiKey::DescribeConfigs => {
-            let req: DescribeConfigsRequest = decode_body(&raw)?;
-            encode(&raw, &handlers::configs::describe(ctx, req))
-        }
-        ApiKey::IncrementalAlterConfigs => {
-            let req: IncrementalAlterConfigsRequest = decode_body(&raw)?;
+        RequestKind::DescribeConfigs(req) => encode(&raw, &handlers::configs::describe(ctx, req)),
+        RequestKind::IncrementalAlterConfigs(req) => {
             encode(&raw, &handlers::configs::alter(ctx, req).await)
         }
-        ApiKey::DescribeCluster => {
-            let req: DescribeClusterRequest = decode_body(&raw)?;
+        RequestKind::DescribeCluster(req) => {
             encode(&raw, &handlers::describe_cluster::handle(ctx, req))
         }
-        other => Err(RouteError::UnsupportedApi(other)),
+        _ => Err(RouteError::UnsupportedApi(raw.api_key)),
     }
 }
