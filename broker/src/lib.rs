@@ -26,6 +26,11 @@ use crate::log::lmdb::LmdbStore;
 use crate::log::{LogStore, MetaStore, StoreError};
 use crate::topics::TopicRegistry;
 
+/// Unit tests decode hostile frames too; they need the same allocator as the binary.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: alloc::LazyHugeAlloc = alloc::LazyHugeAlloc;
+
 /// How long shutdown waits for in-flight requests before closing the store anyway.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -168,3 +168,49 @@ pub async fn dispatch(ctx: &Ctx, req: Request) -> Result<Option<Bytes>, RouteErr
         _ => Err(RouteError::UnsupportedApi(raw.api_key)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(api_key: i16, version: i16, body: &[u8]) -> Bytes {
+        let mut f = Vec::new();
+        f.extend_from_slice(&api_key.to_be_bytes());
+        f.extend_from_slice(&version.to_be_bytes());
+        f.extend_from_slice(&7i32.to_be_bytes());
+        f.extend_from_slice(&(-1i16).to_be_bytes()); // null client_id (header v1)
+        f.extend_from_slice(body);
+        Bytes::from(f)
+    }
+
+    #[test]
+    fn hostile_array_length_is_a_decode_error_not_an_abort() {
+        // Metadata v0 whose topic array claims i32::MAX entries in a 4-byte body.
+        let f = frame(ApiKey::Metadata as i16, 0, &i32::MAX.to_be_bytes());
+        assert!(matches!(decode(f), Err(RouteError::Decode(_))));
+    }
+
+    #[test]
+    fn unknown_api_and_versions_are_refused() {
+        assert!(matches!(decode(frame(9999, 0, &[])), Err(RouteError::Decode(_))));
+        let too_new = frame(ApiKey::Metadata as i16, 99, &[]);
+        assert!(matches!(decode(too_new), Err(RouteError::UnsupportedVersion { .. })));
+        let unserved = frame(ApiKey::JoinGroup as i16, 0, &[]);
+        assert!(matches!(decode(unserved), Err(RouteError::UnsupportedApi(_))));
+        assert!(matches!(decode(Bytes::from_static(&[0, 3])), Err(RouteError::Decode(_))));
+    }
+
+    #[test]
+    fn every_served_api_is_decodable_at_its_versions() {
+        for api in SUPPORTED {
+            let crate_range = api.key.valid_versions();
+            assert!(
+                crate_range.min <= api.min && api.max <= crate_range.max,
+                "{:?} {}..{} outside codec range {crate_range}",
+                api.key,
+                api.min,
+                api.max
+            );
+        }
+    }
+}
