@@ -13,6 +13,7 @@
 
 mod budget;
 mod keys;
+mod lock;
 mod reads;
 mod writer;
 
@@ -60,6 +61,8 @@ pub struct LmdbStore {
     shared: Arc<Shared>,
     ops: std::sync::mpsc::Sender<Op>,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Dropped last: the directory stays ours until the environment is closed.
+    _lock: lock::DirLock,
 }
 
 const MAX_READERS: u32 = 1022;
@@ -69,6 +72,7 @@ impl LmdbStore {
     pub fn open(dir: &Path, configured_budget: Option<u64>) -> Result<LmdbStore, StoreError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| StoreError::Io(format!("cannot create {}: {e}", dir.display())))?;
+        let lock = lock::DirLock::acquire(dir).map_err(StoreError::Io)?;
         let existing = std::fs::metadata(dir.join("data.mdb"))
             .map(|m| m.len())
             .unwrap_or(0);
@@ -120,6 +124,7 @@ impl LmdbStore {
             shared,
             ops: tx,
             writer: std::sync::Mutex::new(Some(handle)),
+            _lock: lock,
         })
     }
 
