@@ -75,8 +75,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     };
     let log: Arc<dyn LogStore> = store.clone();
     let meta: Arc<dyn MetaStore> = store.clone();
-    let topics = TopicRegistry::load(meta.clone(), log.clone(), config.topics.clone())
-        .map_err(store_err)?;
+    let topics =
+        TopicRegistry::load(meta.clone(), log.clone(), config.topics.clone()).map_err(store_err)?;
     let budget = log.disk_usage();
     let ctx = Arc::new(Ctx {
         changes: store.changes(),
@@ -100,7 +100,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     server::accept_loop(ctx.clone(), listener, tracker.clone()).await;
     tracing::info!("shutting down: draining in-flight requests");
     tracker.close();
-    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait()).await.is_err() {
+    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
     }
     drop(ctx);

@@ -36,7 +36,10 @@ impl Config {
             return Err(invalid("server.node_id", "must be >= 0"));
         }
         if s.max_request_size < 1024 {
-            return Err(invalid("server.max_request_size", "must be at least 1024 bytes"));
+            return Err(invalid(
+                "server.max_request_size",
+                "must be at least 1024 bytes",
+            ));
         }
         if s.max_connections == 0 {
             return Err(invalid("server.max_connections", "must be at least 1"));
@@ -59,7 +62,10 @@ impl Config {
             ));
         }
         if st.retention_check_interval_ms == 0 {
-            return Err(invalid("storage.retention_check_interval_ms", "must be > 0"));
+            return Err(invalid(
+                "storage.retention_check_interval_ms",
+                "must be > 0",
+            ));
         }
         let t = &self.topics;
         if t.default_partitions < 1 {
@@ -107,8 +113,9 @@ mod tests {
 
     #[test]
     fn file_values_are_overridden_by_flags() {
-        let mut c: Config = toml::from_str("[topics]\ndefault_partitions = 3\nauto_create = false\n")
-            .expect("parses");
+        let mut c: Config =
+            toml::from_str("[topics]\ndefault_partitions = 3\nauto_create = false\n")
+                .expect("parses");
         let args = Args {
             default_partitions: Some(5),
             ..Args::default()

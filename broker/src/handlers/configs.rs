@@ -22,46 +22,46 @@ const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
 pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
-    let results = req
-        .resources
-        .into_iter()
-        .map(|r| {
-            let result = DescribeConfigsResult::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone());
-            let described = match r.resource_type {
-                TOPIC => match ctx.topics.get(r.resource_name.as_str()) {
-                    Some(t) => Ok((t.config.describe(), SOURCE_TOPIC)),
-                    None => Err(ApiError::new(
-                        ResponseError::UnknownTopicOrPartition,
-                        format!("topic {:?} does not exist", r.resource_name.as_str()),
+    let results =
+        req.resources
+            .into_iter()
+            .map(|r| {
+                let result = DescribeConfigsResult::default()
+                    .with_resource_type(r.resource_type)
+                    .with_resource_name(r.resource_name.clone());
+                let described = match r.resource_type {
+                    TOPIC => match ctx.topics.get(r.resource_name.as_str()) {
+                        Some(t) => Ok((t.config.describe(), SOURCE_TOPIC)),
+                        None => Err(ApiError::new(
+                            ResponseError::UnknownTopicOrPartition,
+                            format!("topic {:?} does not exist", r.resource_name.as_str()),
+                        )),
+                    },
+                    BROKER => broker_configs(ctx, r.resource_name.as_str())
+                        .map(|d| (d, SOURCE_STATIC_BROKER)),
+                    other => Err(ApiError::new(
+                        ResponseError::InvalidRequest,
+                        format!("resource type {other} is not supported"),
                     )),
-                },
-                BROKER => broker_configs(ctx, r.resource_name.as_str())
-                    .map(|d| (d, SOURCE_STATIC_BROKER)),
-                other => Err(ApiError::new(
-                    ResponseError::InvalidRequest,
-                    format!("resource type {other} is not supported"),
-                )),
-            };
-            match described {
-                Ok((configs, override_source)) => {
-                    let wanted = r.configuration_keys.as_ref();
-                    let configs = configs
-                        .into_iter()
-                        .filter(|d| {
-                            wanted.is_none_or(|keys| keys.iter().any(|k| k.as_str() == d.name))
-                        })
-                        .map(|d| entry(d, override_source, req.include_documentation))
-                        .collect();
-                    result.with_configs(configs)
+                };
+                match described {
+                    Ok((configs, override_source)) => {
+                        let wanted = r.configuration_keys.as_ref();
+                        let configs = configs
+                            .into_iter()
+                            .filter(|d| {
+                                wanted.is_none_or(|keys| keys.iter().any(|k| k.as_str() == d.name))
+                            })
+                            .map(|d| entry(d, override_source, req.include_documentation))
+                            .collect();
+                        result.with_configs(configs)
+                    }
+                    Err(e) => result
+                        .with_error_code(e.code.code())
+                        .with_error_message(Some(str_bytes(&e.message))),
                 }
-                Err(e) => result
-                    .with_error_code(e.code.code())
-                    .with_error_message(Some(str_bytes(&e.message))),
-            }
-        })
-        .collect();
+            })
+            .collect();
     DescribeConfigsResponse::default().with_results(results)
 }
 
@@ -70,7 +70,11 @@ fn entry(d: Described, override_source: i8, docs: bool) -> DescribeConfigsResour
         .with_name(str_bytes(&d.name))
         .with_value(Some(str_bytes(&d.value)))
         .with_read_only(d.read_only)
-        .with_config_source(if d.is_default { SOURCE_DEFAULT } else { override_source })
+        .with_config_source(if d.is_default {
+            SOURCE_DEFAULT
+        } else {
+            override_source
+        })
         .with_config_type(d.config_type as i8)
         .with_documentation(docs.then(|| str_bytes(d.doc)))
 }
@@ -93,25 +97,56 @@ fn broker_configs(ctx: &Ctx, name: &str) -> Result<Vec<Described>, ApiError> {
         doc: "Set in the broker's config file.",
     };
     Ok(vec![
-        item("auto.create.topics.enable", c.topics.auto_create.to_string(), ConfigType::Boolean),
+        item(
+            "auto.create.topics.enable",
+            c.topics.auto_create.to_string(),
+            ConfigType::Boolean,
+        ),
         item("broker.id", ctx.node_id.to_string(), ConfigType::Int),
         item("node.id", ctx.node_id.to_string(), ConfigType::Int),
-        item("num.partitions", c.topics.default_partitions.to_string(), ConfigType::Int),
-        item("log.retention.ms", c.topics.retention_ms.to_string(), ConfigType::Long),
-        item("log.retention.bytes", c.topics.retention_bytes.to_string(), ConfigType::Long),
+        item(
+            "num.partitions",
+            c.topics.default_partitions.to_string(),
+            ConfigType::Int,
+        ),
+        item(
+            "log.retention.ms",
+            c.topics.retention_ms.to_string(),
+            ConfigType::Long,
+        ),
+        item(
+            "log.retention.bytes",
+            c.topics.retention_bytes.to_string(),
+            ConfigType::Long,
+        ),
         item(
             "log.retention.check.interval.ms",
             c.storage.retention_check_interval_ms.to_string(),
             ConfigType::Long,
         ),
-        item("log.max.disk.bytes", usage.budget.to_string(), ConfigType::Long),
-        item("message.max.bytes", c.topics.max_message_bytes.to_string(), ConfigType::Int),
-        item("socket.request.max.bytes", c.server.max_request_size.to_string(), ConfigType::Int),
+        item(
+            "log.max.disk.bytes",
+            usage.budget.to_string(),
+            ConfigType::Long,
+        ),
+        item(
+            "message.max.bytes",
+            c.topics.max_message_bytes.to_string(),
+            ConfigType::Int,
+        ),
+        item(
+            "socket.request.max.bytes",
+            c.server.max_request_size.to_string(),
+            ConfigType::Int,
+        ),
         item("default.replication.factor", "1".into(), ConfigType::Int),
     ])
 }
 
-pub async fn alter(ctx: &Ctx, req: IncrementalAlterConfigsRequest) -> IncrementalAlterConfigsResponse {
+pub async fn alter(
+    ctx: &Ctx,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
         let outcome = match r.resource_type {

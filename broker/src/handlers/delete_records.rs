@@ -21,12 +21,21 @@ pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsRespon
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let r = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
-            let part = topic.as_ref().and_then(|tp| tp.partition(p.partition_index)).cloned();
+            let part = topic
+                .as_ref()
+                .and_then(|tp| tp.partition(p.partition_index))
+                .cloned();
             let result = match part {
                 None => Err(ResponseError::UnknownTopicOrPartition),
                 Some(part) => {
-                    let target = if p.offset == -1 { part.next_offset() } else { p.offset };
-                    truncate_log(&*ctx.log, &part, target).await.map_err(|e| ApiError::from(e).code)
+                    let target = if p.offset == -1 {
+                        part.next_offset()
+                    } else {
+                        p.offset
+                    };
+                    truncate_log(&*ctx.log, &part, target)
+                        .await
+                        .map_err(|e| ApiError::from(e).code)
                 }
             };
             partitions.push(match result {

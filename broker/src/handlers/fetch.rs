@@ -114,7 +114,10 @@ fn read_pass(
                 Ok(part) => part,
                 Err(code) => {
                     errors = true;
-                    partitions.push(data.with_error_code(code.code()).with_records(Some(Bytes::new())));
+                    partitions.push(
+                        data.with_error_code(code.code())
+                            .with_records(Some(Bytes::new())),
+                    );
                     continue;
                 }
             };

@@ -25,7 +25,10 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOff
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
-            let Some(part) = topic.as_ref().and_then(|tp| tp.partition(p.partition_index)).cloned()
+            let Some(part) = topic
+                .as_ref()
+                .and_then(|tp| tp.partition(p.partition_index))
+                .cloned()
             else {
                 partitions.push(
                     r.with_error_code(ResponseError::UnknownTopicOrPartition.code())
@@ -39,7 +42,10 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOff
                     .with_offset(found.offset)
                     .with_timestamp(found.timestamp)
                     .with_leader_epoch(epoch),
-                Ok(None) => r.with_offset(-1).with_timestamp(-1).with_leader_epoch(epoch),
+                Ok(None) => r
+                    .with_offset(-1)
+                    .with_timestamp(-1)
+                    .with_leader_epoch(epoch),
                 Err(e) => {
                     tracing::error!(error = %e, "ListOffsets failed");
                     r.with_error_code(ResponseError::KafkaStorageError.code())

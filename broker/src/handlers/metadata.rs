@@ -18,7 +18,8 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
         None => ctx.topics.list().iter().map(|t| describe(ctx, t)).collect(),
         Some(wanted) => {
             // v0–v3 have no flag: those clients always expect auto-creation.
-            let auto = ctx.config.topics.auto_create && (version < 4 || req.allow_auto_topic_creation);
+            let auto =
+                ctx.config.topics.auto_create && (version < 4 || req.allow_auto_topic_creation);
             let mut out = Vec::with_capacity(wanted.len());
             for t in wanted {
                 out.push(match t.name {
@@ -50,7 +51,11 @@ async fn by_name(ctx: &Ctx, name: &str, auto: bool) -> MetadataResponseTopic {
         ResponseError::UnknownTopicOrPartition
     } else {
         let partitions = ctx.config.topics.default_partitions;
-        match ctx.topics.create(name, partitions, Default::default()).await {
+        match ctx
+            .topics
+            .create(name, partitions, Default::default())
+            .await
+        {
             Ok(topic) => return describe(ctx, &topic),
             // Lost a race with another creator: fine, describe what exists.
             Err(e) if e.code == ResponseError::TopicAlreadyExists => match ctx.topics.get(name) {

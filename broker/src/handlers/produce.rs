@@ -101,9 +101,8 @@ fn prepare(
     index: i32,
     records: Option<bytes::Bytes>,
 ) -> Result<AppendItem, ApiError> {
-    let topic = topic.ok_or_else(|| {
-        ApiError::new(ResponseError::UnknownTopicOrPartition, "unknown topic")
-    })?;
+    let topic = topic
+        .ok_or_else(|| ApiError::new(ResponseError::UnknownTopicOrPartition, "unknown topic"))?;
     let partition = topic.partition(index).ok_or_else(|| {
         ApiError::new(
             ResponseError::UnknownTopicOrPartition,
@@ -124,9 +123,9 @@ fn prepare(
     let valid = batch::validate(records).map_err(|e| {
         let code = match e {
             BatchError::Magic(_) => ResponseError::UnsupportedForMessageFormat,
-            BatchError::Crc { .. } | BatchError::TooShort(_) | BatchError::LengthMismatch { .. } => {
-                ResponseError::CorruptMessage
-            }
+            BatchError::Crc { .. }
+            | BatchError::TooShort(_)
+            | BatchError::LengthMismatch { .. } => ResponseError::CorruptMessage,
             _ => ResponseError::InvalidRecord,
         };
         ApiError::new(code, e.to_string())

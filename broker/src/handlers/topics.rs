@@ -106,7 +106,11 @@ async fn create_one(
                 .with_name(str_bytes(&d.name))
                 .with_value(Some(str_bytes(&d.value)))
                 .with_read_only(d.read_only)
-                .with_config_source(if d.is_default { SOURCE_DEFAULT } else { SOURCE_TOPIC })
+                .with_config_source(if d.is_default {
+                    SOURCE_DEFAULT
+                } else {
+                    SOURCE_TOPIC
+                })
         })
         .collect();
     Ok((id, partitions, described))

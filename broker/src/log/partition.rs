@@ -113,7 +113,8 @@ impl PartitionLog {
     /// Publishes committed state. Called by the writer thread only, after commit.
     pub(crate) fn publish(&self, meta: &PartitionMeta) {
         self.size_bytes.store(meta.size_bytes, Ordering::Release);
-        self.max_timestamp.store(meta.max_timestamp, Ordering::Release);
+        self.max_timestamp
+            .store(meta.max_timestamp, Ordering::Release);
         self.log_start.store(meta.log_start, Ordering::Release);
         self.next_offset.store(meta.next_offset, Ordering::Release);
     }

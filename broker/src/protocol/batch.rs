@@ -73,14 +73,16 @@ pub fn validate(bytes: Bytes) -> Result<ValidBatch, BatchError> {
     }
     let declared = i64::from(i32_at(b, 8)) + LENGTH_FIELD_END as i64;
     if declared != b.len() as i64 {
-        return Err(if declared < b.len() as i64 && declared >= HEADER_LEN as i64 {
-            BatchError::TrailingData
-        } else {
-            BatchError::LengthMismatch {
-                declared,
-                actual: b.len(),
-            }
-        });
+        return Err(
+            if declared < b.len() as i64 && declared >= HEADER_LEN as i64 {
+                BatchError::TrailingData
+            } else {
+                BatchError::LengthMismatch {
+                    declared,
+                    actual: b.len(),
+                }
+            },
+        );
     }
     let expected = u32::from_be_bytes([b[CRC], b[CRC + 1], b[CRC + 2], b[CRC + 3]]);
     let actual = crc32c::crc32c(&b[ATTRIBUTES..]);
@@ -188,7 +190,10 @@ pub(crate) mod tests {
         let mut raw = BytesMut::from(&encode(3, 0, Compression::Gzip)[..]);
         let last = raw.len() - 1;
         raw[last] ^= 0xff;
-        assert!(matches!(validate(raw.freeze()), Err(BatchError::Crc { .. })));
+        assert!(matches!(
+            validate(raw.freeze()),
+            Err(BatchError::Crc { .. })
+        ));
     }
 
     #[test]
@@ -198,7 +203,10 @@ pub(crate) mod tests {
         let mut two = BytesMut::from(&raw[..]);
         two.extend_from_slice(&raw);
         assert_eq!(validate(two.freeze()).err(), Some(BatchError::TrailingData));
-        assert!(matches!(validate(raw.slice(..10)), Err(BatchError::TooShort(10))));
+        assert!(matches!(
+            validate(raw.slice(..10)),
+            Err(BatchError::TooShort(10))
+        ));
     }
 
     #[test]

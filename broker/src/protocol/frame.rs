@@ -54,7 +54,9 @@ mod tests {
     #[tokio::test]
     async fn oversized_frame_is_rejected_before_reading_body() {
         let data = [0x7f, 0xff, 0xff, 0xff, 1, 2, 3];
-        let err = read_frame(&mut &data[..], 1024).await.expect_err("too large");
+        let err = read_frame(&mut &data[..], 1024)
+            .await
+            .expect_err("too large");
         assert!(matches!(err, FrameError::TooLarge { .. }), "{err}");
     }
 
@@ -71,7 +73,10 @@ mod tests {
     #[tokio::test]
     async fn whole_frame_is_returned() {
         let data = [0, 0, 0, 3, 7, 8, 9];
-        let body = read_frame(&mut &data[..], 1024).await.expect("ok").expect("frame");
+        let body = read_frame(&mut &data[..], 1024)
+            .await
+            .expect("ok")
+            .expect("frame");
         assert_eq!(&body[..], &[7, 8, 9]);
     }
 }

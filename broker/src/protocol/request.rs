@@ -60,11 +60,12 @@ pub fn parse(mut frame: Bytes) -> Result<RawRequest, DecodeError> {
     let (key, version, _) = peek_prefix(&frame).ok_or(DecodeError::Short(frame.len()))?;
     let api_key = ApiKey::try_from(key).map_err(|()| DecodeError::UnknownApi(key))?;
     let header_version = api_key.request_header_version(version);
-    let header = RequestHeader::decode(&mut frame, header_version).map_err(|e| DecodeError::Header {
-        api: api_key,
-        version,
-        reason: e.to_string(),
-    })?;
+    let header =
+        RequestHeader::decode(&mut frame, header_version).map_err(|e| DecodeError::Header {
+            api: api_key,
+            version,
+            reason: e.to_string(),
+        })?;
     Ok(RawRequest {
         api_key,
         header,

@@ -91,11 +91,16 @@ fn unsupported_api_versions(frame: &[u8]) -> Result<Option<Bytes>, RouteError> {
     if key != ApiKey::ApiVersions as i16 || version <= max {
         return Ok(None);
     }
-    encode_response(ApiKey::ApiVersions, 0, correlation_id, &api_versions::unsupported())
-        .map(Some)
-        .map_err(|e| RouteError::Encode {
-            api: ApiKey::ApiVersions,
-            version: 0,
-            reason: e.to_string(),
-        })
+    encode_response(
+        ApiKey::ApiVersions,
+        0,
+        correlation_id,
+        &api_versions::unsupported(),
+    )
+    .map(Some)
+    .map_err(|e| RouteError::Encode {
+        api: ApiKey::ApiVersions,
+        version: 0,
+        reason: e.to_string(),
+    })
 }

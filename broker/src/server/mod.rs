@@ -40,7 +40,8 @@ pub async fn accept_loop(ctx: Arc<Ctx>, listener: TcpListener, tracker: TaskTrac
                     tracing::debug!(%peer, error = %e, "cannot set TCP_NODELAY");
                 }
                 let conn_id = next_id.fetch_add(1, Ordering::Relaxed);
-                let span = tracing::debug_span!("conn", %peer, conn_id, client_id = tracing::field::Empty);
+                let span =
+                    tracing::debug_span!("conn", %peer, conn_id, client_id = tracing::field::Empty);
                 let ctx = ctx.clone();
                 tracker.spawn(
                     async move {

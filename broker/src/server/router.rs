@@ -109,7 +109,8 @@ pub fn decode(frame: Bytes) -> Result<Request, RouteError> {
     }
     let raw = request::parse(frame)?;
     let mut body = raw.body.clone();
-    let decoded = std::panic::catch_unwind(move || RequestKind::decode(api_key, &mut body, version));
+    let decoded =
+        std::panic::catch_unwind(move || RequestKind::decode(api_key, &mut body, version));
     let body = match decoded {
         Ok(Ok(body)) => body,
         Ok(Err(e)) => return Err(malformed(&raw, e.to_string()).into()),
@@ -192,12 +193,24 @@ mod tests {
 
     #[test]
     fn unknown_api_and_versions_are_refused() {
-        assert!(matches!(decode(frame(9999, 0, &[])), Err(RouteError::Decode(_))));
+        assert!(matches!(
+            decode(frame(9999, 0, &[])),
+            Err(RouteError::Decode(_))
+        ));
         let too_new = frame(ApiKey::Metadata as i16, 99, &[]);
-        assert!(matches!(decode(too_new), Err(RouteError::UnsupportedVersion { .. })));
+        assert!(matches!(
+            decode(too_new),
+            Err(RouteError::UnsupportedVersion { .. })
+        ));
         let unserved = frame(ApiKey::JoinGroup as i16, 0, &[]);
-        assert!(matches!(decode(unserved), Err(RouteError::UnsupportedApi(_))));
-        assert!(matches!(decode(Bytes::from_static(&[0, 3])), Err(RouteError::Decode(_))));
+        assert!(matches!(
+            decode(unserved),
+            Err(RouteError::UnsupportedApi(_))
+        ));
+        assert!(matches!(
+            decode(Bytes::from_static(&[0, 3])),
+            Err(RouteError::Decode(_))
+        ));
     }
 
     #[test]

@@ -191,7 +191,12 @@ mod tests {
         let d = c.describe();
         let r = d.iter().find(|d| d.name == RETENTION_MS).expect("listed");
         assert!(!r.is_default);
-        assert!(d.iter().find(|d| d.name == RETENTION_BYTES).expect("listed").is_default);
+        assert!(
+            d.iter()
+                .find(|d| d.name == RETENTION_BYTES)
+                .expect("listed")
+                .is_default
+        );
     }
 
     #[test]

@@ -161,7 +161,9 @@ impl TopicRegistry {
         {
             return Err(ApiError::new(
                 ResponseError::InvalidTopicException,
-                format!("topic {name:?} collides with existing topic {other:?} ('.' and '_' are equivalent)"),
+                format!(
+                    "topic {name:?} collides with existing topic {other:?} ('.' and '_' are equivalent)"
+                ),
             ));
         }
         if partitions < 1 {
@@ -221,7 +223,9 @@ impl TopicRegistry {
         if count <= current {
             return Err(ApiError::new(
                 ResponseError::InvalidPartitions,
-                format!("topic {name:?} has {current} partitions; the new count must be larger, got {count}"),
+                format!(
+                    "topic {name:?} has {current} partitions; the new count must be larger, got {count}"
+                ),
             ));
         }
         if validate_only {
@@ -283,7 +287,11 @@ async fn wait<T>(pending: crate::log::Pending<T>) -> Result<T, StoreError> {
     pending.await.map_err(|_| StoreError::Closed)
 }
 
-fn build(log: &dyn LogStore, record: TopicRecord, config: TopicConfig) -> Result<Topic, StoreError> {
+fn build(
+    log: &dyn LogStore,
+    record: TopicRecord,
+    config: TopicConfig,
+) -> Result<Topic, StoreError> {
     let partitions = (0..record.partitions)
         .map(|p| {
             let id = PartitionId {

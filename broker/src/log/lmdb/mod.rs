@@ -318,7 +318,9 @@ impl Shared {
 
     /// Held by every reader for the life of its transaction; see the module docs.
     fn read_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.gate.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.gate
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn disk_usage(&self) -> DiskUsage {

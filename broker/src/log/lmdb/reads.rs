@@ -45,7 +45,8 @@ pub fn read(
                 break;
             }
             let fits = out.len() + value.len() <= max_bytes;
-            if !fits && !(out.is_empty() && at_least_one) {
+            let forced = out.is_empty() && at_least_one;
+            if !(fits || forced) {
                 break;
             }
             out.extend_from_slice(value);
@@ -69,7 +70,10 @@ fn containing_batch(
     offset: i64,
 ) -> Result<[u8; keys::KEY_LEN], StoreError> {
     let wanted = keys::batch(id, offset);
-    if let Some((key, value)) = shared.dbs.batches.get_lower_than_or_equal_to(txn, &wanted)?
+    if let Some((key, value)) = shared
+        .dbs
+        .batches
+        .get_lower_than_or_equal_to(txn, &wanted)?
         && keys::partition_of(key) == Some(id)
         && batch::stored_header(value).is_some_and(|h| h.last_offset >= offset)
         && let Ok(found) = <[u8; keys::KEY_LEN]>::try_from(key)

@@ -40,13 +40,20 @@ fn appended_batches_get_dense_offsets_and_survive_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let store = open(dir.path());
-        store.put_topic(topic(1, 2)).blocking_recv().expect("reply").expect("put");
+        store
+            .put_topic(topic(1, 2))
+            .blocking_recv()
+            .expect("reply")
+            .expect("put");
         let p0 = store.partition(id(1, 0)).expect("partition");
         let results = store
             .append(vec![item(&p0, 3, 100), item(&p0, 2, 200)])
             .blocking_recv()
             .expect("reply");
-        let bases: Vec<i64> = results.into_iter().map(|r| r.expect("ok").base_offset).collect();
+        let bases: Vec<i64> = results
+            .into_iter()
+            .map(|r| r.expect("ok").base_offset)
+            .collect();
         assert_eq!(bases, vec![0, 3]);
         assert_eq!(p0.next_offset(), 5);
     }
@@ -55,7 +62,12 @@ fn appended_batches_get_dense_offsets_and_survive_reopen() {
     assert_eq!(p0.next_offset(), 5);
     let chunk = store.read(id(1, 0), 4, 1 << 20, true).expect("read");
     // The batch containing offset 4 starts at 3: whole batches are returned.
-    assert_eq!(batch::stored_header(&chunk.records).expect("header").base_offset, 3);
+    assert_eq!(
+        batch::stored_header(&chunk.records)
+            .expect("header")
+            .base_offset,
+        3
+    );
     assert_eq!(store.load_topics().expect("topics").len(), 1);
 }
 
@@ -63,10 +75,17 @@ fn appended_batches_get_dense_offsets_and_survive_reopen() {
 fn read_respects_bounds_and_max_bytes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path());
-    store.put_topic(topic(1, 1)).blocking_recv().expect("reply").expect("put");
+    store
+        .put_topic(topic(1, 1))
+        .blocking_recv()
+        .expect("reply")
+        .expect("put");
     let p = store.partition(id(1, 0)).expect("partition");
     for i in 0..4 {
-        store.append(vec![item(&p, 1, i)]).blocking_recv().expect("reply")[0]
+        store
+            .append(vec![item(&p, 1, i)])
+            .blocking_recv()
+            .expect("reply")[0]
             .as_ref()
             .expect("ok");
     }
@@ -76,7 +95,13 @@ fn read_respects_bounds_and_max_bytes() {
     assert!(none.records.is_empty());
     let all = store.read(id(1, 0), 0, 1 << 20, true).expect("read");
     assert_eq!(all.records.len(), 4 * one.records.len());
-    assert!(store.read(id(1, 0), 4, 100, true).expect("at end").records.is_empty());
+    assert!(
+        store
+            .read(id(1, 0), 4, 100, true)
+            .expect("at end")
+            .records
+            .is_empty()
+    );
     assert!(matches!(
         store.read(id(1, 0), 5, 100, true),
         Err(StoreError::OffsetOutOfRange { .. })
@@ -87,11 +112,18 @@ fn read_respects_bounds_and_max_bytes() {
 fn timestamps_find_offsets_and_truncation_keeps_lookups_right() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = open(dir.path());
-    store.put_topic(topic(1, 1)).blocking_recv().expect("reply").expect("put");
+    store
+        .put_topic(topic(1, 1))
+        .blocking_recv()
+        .expect("reply")
+        .expect("put");
     let p = store.partition(id(1, 0)).expect("partition");
     // Batches of 10 records with timestamps 1000.., 2000.., 3000.. then an older one.
     for ts in [1000, 2000, 3000, 500] {
-        store.append(vec![item(&p, 10, ts)]).blocking_recv().expect("reply")[0]
+        store
+            .append(vec![item(&p, 10, ts)])
+            .blocking_recv()
+            .expect("reply")[0]
             .as_ref()
             .expect("ok");
     }
@@ -100,7 +132,13 @@ fn timestamps_find_offsets_and_truncation_keeps_lookups_right() {
     assert_eq!(at(2005).map(|f| f.offset), Some(15));
     assert_eq!(at(3009).map(|f| f.offset), Some(29));
     assert_eq!(at(3010), None);
-    assert_eq!(store.max_timestamp(id(1, 0)).expect("max").map(|f| f.offset), Some(29));
+    assert_eq!(
+        store
+            .max_timestamp(id(1, 0))
+            .expect("max")
+            .map(|f| f.offset),
+        Some(29)
+    );
 
     let t = store
         .truncate_front(id(1, 0), 12, 100)
@@ -109,7 +147,11 @@ fn timestamps_find_offsets_and_truncation_keeps_lookups_right() {
         .expect("truncate");
     assert_eq!(t.log_start, 12);
     assert_eq!(p.log_start(), 12);
-    assert_eq!(at(0).map(|f| f.offset), Some(12), "never below the log start");
+    assert_eq!(
+        at(0).map(|f| f.offset),
+        Some(12),
+        "never below the log start"
+    );
     assert!(matches!(
         store.read(id(1, 0), 5, 100, true),
         Err(StoreError::OffsetOutOfRange { .. })
@@ -118,24 +160,37 @@ fn timestamps_find_offsets_and_truncation_keeps_lookups_right() {
         before_timestamp: Some(3000),
         max_bytes: None,
     };
-    assert_eq!(store.retention_point(id(1, 0), policy).expect("retention"), 20);
+    assert_eq!(
+        store.retention_point(id(1, 0), policy).expect("retention"),
+        20
+    );
 }
 
 #[test]
 fn full_budget_refuses_appends_but_deletes_still_work() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = LmdbStore::open(dir.path(), Some(8 * 1024 * 1024)).expect("open");
-    store.put_topic(topic(1, 1)).blocking_recv().expect("reply").expect("put");
+    store
+        .put_topic(topic(1, 1))
+        .blocking_recv()
+        .expect("reply")
+        .expect("put");
     let p = store.partition(id(1, 0)).expect("partition");
     let mut refused = None;
     for i in 0..10_000 {
-        let r = store.append(vec![item(&p, 200, i)]).blocking_recv().expect("reply");
+        let r = store
+            .append(vec![item(&p, 200, i)])
+            .blocking_recv()
+            .expect("reply");
         if let Err(e) = &r[0] {
             refused = Some(e.clone());
             break;
         }
     }
-    assert!(matches!(refused, Some(StoreError::DiskFull { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Some(StoreError::DiskFull { .. })),
+        "{refused:?}"
+    );
     let before = p.next_offset();
     let t = store
         .truncate_front(id(1, 0), before, usize::MAX)
@@ -143,6 +198,13 @@ fn full_budget_refuses_appends_but_deletes_still_work() {
         .expect("reply")
         .expect("delete on a full disk");
     assert_eq!(t.log_start, before);
-    let again = store.append(vec![item(&p, 200, 0)]).blocking_recv().expect("reply");
-    assert!(again[0].is_ok(), "space is reused after deletion: {:?}", again[0]);
+    let again = store
+        .append(vec![item(&p, 200, 0)])
+        .blocking_recv()
+        .expect("reply");
+    assert!(
+        again[0].is_ok(),
+        "space is reused after deletion: {:?}",
+        again[0]
+    );
 }

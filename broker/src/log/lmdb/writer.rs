@@ -336,8 +336,11 @@ impl Writer {
         let dbs = self.shared.dbs;
         dbs.batches.put(txn, &keys::batch(id, base), &stored)?;
         if item.max_timestamp > meta.max_timestamp {
-            dbs.time_index
-                .put(txn, &keys::time(id, item.max_timestamp), &(base as u64).to_be_bytes())?;
+            dbs.time_index.put(
+                txn,
+                &keys::time(id, item.max_timestamp),
+                &(base as u64).to_be_bytes(),
+            )?;
             meta.max_timestamp = item.max_timestamp;
         }
         meta.next_offset += i64::from(item.record_count);

@@ -1,0 +1,113 @@
+//! The benchmark behind `runnel-bench`: real librdkafka clients against a real broker.
+//!
+//! A run is: start a fresh broker on a fresh data dir (unless `--bootstrap` points at one),
+//! then produce throughput (acks=1, then acks=all), consume throughput (reading back the acks=1
+//! topic), fixed-rate latency, and the broker's memory. Invariants:
+//! - every scenario runs under its own [`deadline::Deadline`] and fails with a message when it
+//!   is exceeded, never hangs;
+//! - every scenario writes to a topic of its own, so runs against a shared broker stay
+//!   independent;
+//! - any failed delivery fails the bench: numbers from a broker that loses records are not
+//!   numbers.
+
+mod broker;
+mod client;
+mod consume;
+mod deadline;
+mod delivery;
+mod latency;
+mod produce;
+mod report;
+mod run;
+mod stats;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Value, json};
+
+pub use broker::{BrokerSpec, default_bin};
+pub use report::Report;
+
+/// A part of the benchmark that can be selected on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Produce throughput, acks=1 then acks=all.
+    Produce,
+    /// Consume throughput of the acks=1 topic (produced first even if `produce` is off).
+    Consume,
+    /// Per-record produce latency at a fixed rate.
+    Latency,
+    /// Broker RSS idle and at peak (only for a broker this tool started).
+    Rss,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 4] = [
+        Scenario::Produce,
+        Scenario::Consume,
+        Scenario::Latency,
+        Scenario::Rss,
+    ];
+}
+
+/// Where the broker comes from.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Start (and kill) one for every run.
+    Spawn(BrokerSpec),
+    /// Use an already running broker at this address.
+    External(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub target: Target,
+    pub scenarios: Vec<Scenario>,
+    pub records: u64,
+    pub record_size: usize,
+    pub partitions: i32,
+    pub rate: u64,
+    pub latency_duration: Duration,
+    pub runs: u32,
+    pub scenario_timeout: Duration,
+    /// librdkafka settings applied to every client after the bench's own.
+    pub client_overrides: Vec<(String, String)>,
+}
+
+impl Config {
+    fn wants(&self, scenario: Scenario) -> bool {
+        self.scenarios.contains(&scenario)
+    }
+
+    /// The configuration as recorded in the JSON report.
+    pub fn to_json(&self) -> Value {
+        let (broker, bin) = match &self.target {
+            Target::Spawn(spec) => ("spawned", Some(spec.bin.display().to_string())),
+            Target::External(addr) => (addr.as_str(), None),
+        };
+        json!({
+            "broker": broker,
+            "broker_bin": bin,
+            "scenarios": self.scenarios.iter().map(|s| format!("{s:?}").to_lowercase()).collect::<Vec<_>>(),
+            "records": self.records,
+            "record_size": self.record_size,
+            "partitions": self.partitions,
+            "latency_rate": self.rate,
+            "latency_secs": self.latency_duration.as_secs_f64(),
+            "runs": self.runs,
+            "timeout_secs": self.scenario_timeout.as_secs(),
+            "client_config": self.client_overrides.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+            "unix_time": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        })
+    }
+}
+
+/// Runs every repetition and collects the metrics.
+pub fn run(config: &Config) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    for run in 1..=config.runs {
+        eprintln!("== run {run}/{}", config.runs);
+        report.push_run(run::Run::start(config, run)?.execute()?);
+    }
+    Ok(report)
+}

@@ -1,0 +1,196 @@
+//! One repetition: start the broker (if we own it), run the selected scenarios in order, and
+//! collect their metrics. After each scenario a dead broker is reported before the scenario's
+//! own error, because it is the more precise cause.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+
+use super::broker::{Broker, Memory};
+use super::client::ClientSettings;
+use super::consume::{self, ConsumeSpec};
+use super::deadline::Deadline;
+use super::delivery::Acks;
+use super::latency::{self, LatencySpec};
+use super::produce::{self, ProduceSpec};
+use super::report::Metric;
+use super::{Config, Scenario, Target};
+
+pub struct Run<'a> {
+    config: &'a Config,
+    broker: Option<Broker>,
+    client: ClientSettings,
+    idle: Option<Memory>,
+    topic_prefix: String,
+    metrics: Vec<Metric>,
+}
+
+impl<'a> Run<'a> {
+    pub fn start(config: &'a Config, run: u32) -> anyhow::Result<Self> {
+        let (broker, bootstrap) = match &config.target {
+            Target::Spawn(spec) => {
+                let broker = Broker::start(spec)?;
+                let addr = broker.addr().to_owned();
+                (Some(broker), addr)
+            }
+            Target::External(addr) => (None, addr.clone()),
+        };
+        // Before any client has connected.
+        let idle = broker.as_ref().map(Broker::memory).transpose()?;
+        Ok(Self {
+            config,
+            broker,
+            client: ClientSettings {
+                bootstrap,
+                overrides: config.client_overrides.clone(),
+            },
+            idle,
+            topic_prefix: topic_prefix(run),
+            metrics: Vec::new(),
+        })
+    }
+
+    pub fn execute(mut self) -> anyhow::Result<Vec<Metric>> {
+        let config = self.config;
+        let (produce, consume) = (
+            config.wants(Scenario::Produce),
+            config.wants(Scenario::Consume),
+        );
+        let (latency, rss) = (config.wants(Scenario::Latency), config.wants(Scenario::Rss));
+        if produce || consume {
+            let (topic, partitions) = self.produce(Acks::Leader, produce)?;
+            if produce {
+                self.produce(Acks::All, true)?;
+            }
+            if consume {
+                self.consume(&topic, partitions)?;
+            }
+        }
+        if latency {
+            self.latency()?;
+        }
+        if rss {
+            self.rss()?;
+        }
+        Ok(self.metrics)
+    }
+
+    /// Produces to a fresh topic; returns it with its partition count.
+    fn produce(&mut self, acks: Acks, record: bool) -> anyhow::Result<(String, i32)> {
+        let name = match acks {
+            Acks::Leader => "produce acks=1",
+            Acks::All => "produce acks=all",
+        };
+        let topic = format!("{}-{}", self.topic_prefix, acks.label());
+        let spec = ProduceSpec {
+            client: &self.client,
+            topic: &topic,
+            acks,
+            records: self.config.records,
+            record_size: self.config.record_size,
+        };
+        let result = produce::throughput(&spec, &self.deadline("produce"));
+        let result = self.finish(name, result)?;
+        eprintln!("{name}: {}", result.summary());
+        if result.partitions != self.config.partitions {
+            eprintln!(
+                "warning: {topic} has {} partitions, not the {} asked for",
+                result.partitions, self.config.partitions
+            );
+        }
+        if record {
+            let prefix = format!("produce_{}", acks.label());
+            self.metrics.extend(result.metrics(&prefix));
+        }
+        Ok((topic, result.partitions))
+    }
+
+    fn consume(&mut self, topic: &str, partitions: i32) -> anyhow::Result<()> {
+        let spec = ConsumeSpec {
+            client: &self.client,
+            topic,
+            partitions,
+            records: self.config.records,
+            record_size: self.config.record_size,
+        };
+        let result = consume::throughput(&spec, &self.deadline("consume"));
+        let result = self.finish("consume", result)?;
+        eprintln!("consume: {}", result.summary());
+        self.metrics.extend(result.metrics("consume"));
+        Ok(())
+    }
+
+    fn latency(&mut self) -> anyhow::Result<()> {
+        let topic = format!("{}-latency", self.topic_prefix);
+        let spec = LatencySpec {
+            client: &self.client,
+            topic: &topic,
+            rate: self.config.rate,
+            duration: self.config.latency_duration,
+            record_size: self.config.record_size,
+        };
+        let budget = self.config.scenario_timeout + self.config.latency_duration;
+        let result = latency::run(&spec, &Deadline::after("latency", budget));
+        let result = self.finish("latency", result)?;
+        let metrics = result.metrics();
+        let percentiles: Vec<String> = metrics
+            .iter()
+            .take(4)
+            .map(|m| {
+                format!(
+                    "{}={:.0}{}",
+                    m.name.trim_start_matches("latency_"),
+                    m.value,
+                    m.unit
+                )
+            })
+            .collect();
+        eprintln!(
+            "latency: {} records at {:.0}/s, {}",
+            result.records,
+            result.achieved_rate,
+            percentiles.join(" ")
+        );
+        self.metrics.extend(metrics);
+        Ok(())
+    }
+
+    fn rss(&mut self) -> anyhow::Result<()> {
+        let (Some(broker), Some(idle)) = (&self.broker, self.idle) else {
+            eprintln!("rss: skipped (the broker was not started by runnel-bench)");
+            return Ok(());
+        };
+        let now = broker.memory()?;
+        eprintln!(
+            "broker memory: idle RSS {} KiB, peak {} KiB, now {} KiB",
+            idle.rss_kb, now.hwm_kb, now.rss_kb
+        );
+        self.metrics.extend([
+            Metric::new("rss_idle_kb", "KiB", idle.rss_kb as f64),
+            Metric::new("rss_peak_kb", "KiB", now.hwm_kb as f64),
+            Metric::new("rss_final_kb", "KiB", now.rss_kb as f64),
+        ]);
+        Ok(())
+    }
+
+    fn deadline(&self, scenario: &'static str) -> Deadline {
+        Deadline::after(scenario, self.config.scenario_timeout)
+    }
+
+    /// A scenario's result, unless the broker died meanwhile (reported with its last output).
+    fn finish<T>(&mut self, scenario: &str, result: anyhow::Result<T>) -> anyhow::Result<T> {
+        if let Some(broker) = self.broker.as_mut() {
+            broker.ensure_running(scenario)?;
+        }
+        result.with_context(|| format!("{scenario} against {}", self.client.bootstrap))
+    }
+}
+
+/// Unique per process and run, so repeated benches against one broker never share a topic.
+fn topic_prefix(run: u32) -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("bench-{}-{secs}-r{run}", std::process::id())
+}

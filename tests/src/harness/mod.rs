@@ -1,0 +1,16 @@
+//! The pieces of the harness, one concern per file:
+//! - [`binary`]: find the `runnel` executable, run it to completion, read its output;
+//! - [`broker`]: start, stop, kill and restart a `runnel` process and keep its log;
+//! - [`clients`]: rdkafka producers, consumers and admin clients with the settings Runnel needs;
+//! - [`kcat`]: run the `kcat` command-line client;
+//! - [`raw`]: hand-built Kafka frames for the checks that real clients cannot make;
+//! - [`wire`]: the Kafka primitive types those frames are made of;
+//! - [`wait`]: poll a condition until it holds or a deadline passes (instead of sleeping).
+
+pub mod binary;
+pub mod broker;
+pub mod clients;
+pub mod kcat;
+pub mod raw;
+pub mod wait;
+pub mod wire;

@@ -1,0 +1,24 @@
+//! Integration-test harness for Runnel.
+//!
+//! Every test in `tests/tests/` runs against the real `runnel` binary, started as a child process
+//! on a free loopback port with its own data directory, and talks to it with real Kafka clients
+//! (rdkafka, `kcat`) or, for the few framing checks no client can make, with raw bytes over TCP.
+//! Nothing is mocked.
+//!
+//! Build the broker before running the suite (the tests do not build it for you):
+//!
+//! ```text
+//! cargo build -p runnel-broker && cargo test -p runnel-tests
+//! ```
+//!
+//! Environment knobs: `RUNNEL_BIN` (path of the broker binary), `KCAT_BIN` (path of `kcat`),
+//! `RUNNEL_FAULT_ITERATIONS` (kill -9 rounds in the crash test, default 3).
+
+pub mod harness;
+
+pub use harness::binary::{run_to_exit, runnel_bin};
+pub use harness::broker::{Broker, BrokerOptions};
+pub use harness::clients;
+pub use harness::kcat;
+pub use harness::raw;
+pub use harness::wait::wait_until;
