@@ -2,8 +2,9 @@
 //!
 //! Every test in `tests/tests/` runs against the real `runnel` binary, started as a child process
 //! on a free loopback port with its own data directory, and talks to it with real Kafka clients
-//! (rdkafka, `kcat`) or, for the few framing checks no client can make, with raw bytes over TCP.
-//! Nothing is mocked.
+//! (rdkafka, `kcat`) or, for the few checks no client can make, with requests encoded by the
+//! `kafka-protocol` crate (or deliberately broken frames) over a plain TCP socket. Nothing is
+//! mocked.
 //!
 //! Build the broker before running the suite (the tests do not build it for you):
 //!

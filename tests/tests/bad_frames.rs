@@ -5,10 +5,11 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use kafka_protocol::messages::ApiKey;
 use rdkafka::Offset;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use runnel_tests::raw::{self, RawConnection, api};
+use runnel_tests::raw::{self, RawConnection};
 use runnel_tests::{Broker, BrokerOptions, clients};
 
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -130,11 +131,11 @@ async fn given_garbage_with_a_plausible_length_when_received_should_close_only_t
 async fn given_a_valid_header_with_a_garbage_body_when_received_should_close_only_that_connection()
 -> Result<()> {
     // Metadata v12 (flexible): the body starts with a topics array whose varint never ends.
-    let mut request = raw::request_header(api::METADATA, 12, 1, true);
-    request.bytes(&[0xff; 32]);
+    let mut request = raw::request_header(ApiKey::Metadata, 12, 1)?;
+    request.extend_from_slice(&[0xff; 32]);
     expect_rejected(
         "a Metadata request with an undecodable body",
-        &raw::frame(&request.buf),
+        &raw::frame(&request),
     )
     .await
 }
@@ -153,9 +154,9 @@ async fn given_bad_connections_when_repeated_should_keep_serving_the_healthy_cli
     let mut healthy = Healthy::new(&broker.bootstrap(), topic).await?;
     let oversized = 0x7fff_ffff_u32.to_be_bytes().to_vec();
     let truncated = raw::frame(&[0x00, 0x12, 0x00]);
-    let mut produce_garbage = raw::request_header(api::PRODUCE, 9, 1, true);
-    produce_garbage.bytes(&garbage(200));
-    let produce_garbage = raw::frame(&produce_garbage.buf);
+    let mut produce_garbage = raw::request_header(ApiKey::Produce, 9, 1)?;
+    produce_garbage.extend_from_slice(&garbage(200));
+    let produce_garbage = raw::frame(&produce_garbage);
     for round in 0..10 {
         for bytes in [&oversized, &truncated, &produce_garbage] {
             let mut conn = RawConnection::connect(broker.addr())?;

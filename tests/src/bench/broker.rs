@@ -39,6 +39,11 @@ pub struct Memory {
     pub rss_kb: u64,
     /// `VmHWM`: the peak resident size since the process started.
     pub hwm_kb: u64,
+    /// `RssAnon`: the resident heap and stacks, i.e. what the broker itself allocated.
+    pub anon_kb: u64,
+    /// `RssFile`: resident file-backed pages, mostly the memory-mapped LMDB file, which the
+    /// kernel can drop under memory pressure.
+    pub file_kb: u64,
 }
 
 /// A running broker, killed when dropped.
@@ -122,7 +127,7 @@ impl Broker {
     pub fn memory(&self) -> anyhow::Result<Memory> {
         let path = format!("/proc/{}/status", self.child.id());
         let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        parse_memory(&status).with_context(|| format!("no VmRSS/VmHWM in {path}"))
+        parse_memory(&status).with_context(|| format!("no VmRSS/VmHWM/RssAnon/RssFile in {path}"))
     }
 
     /// Fails, with the broker's last output, if the process has exited.
@@ -225,6 +230,8 @@ fn parse_memory(status: &str) -> Option<Memory> {
     Some(Memory {
         rss_kb: field("VmRSS:")?,
         hwm_kb: field("VmHWM:")?,
+        anon_kb: field("RssAnon:")?,
+        file_kb: field("RssFile:")?,
     })
 }
 
@@ -270,12 +277,15 @@ mod tests {
 
     #[test]
     fn given_proc_status_when_parse_memory_should_read_kib() {
-        let status = "Name:\trunnel\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\n";
+        let status = "Name:\trunnel\nVmHWM:\t   20480 kB\nVmRSS:\t   10240 kB\n\
+                      RssAnon:\t    6144 kB\nRssFile:\t    4096 kB\nRssShmem:\t       0 kB\n";
         assert_eq!(
             parse_memory(status),
             Some(Memory {
                 rss_kb: 10240,
-                hwm_kb: 20480
+                hwm_kb: 20480,
+                anon_kb: 6144,
+                file_kb: 4096,
             })
         );
     }

@@ -74,8 +74,10 @@ impl Diagnostics {
 
     /// librdkafka only calls this for the levels [`ClientSettings::base`] enables (warning and worse).
     /// `FAIL` lines are skipped: the same failure also arrives through [`Self::error`].
+    /// So are warnings that a `--client-config` setting does not apply to this kind of client.
     pub fn log(&self, level: RDKafkaLogLevel, facility: &str, message: &str) {
-        if facility != "FAIL" {
+        let ignored_setting = facility == "CONFWARN" && message.contains("will be ignored by");
+        if facility != "FAIL" && !ignored_setting {
             self.report(format!("{level:?} {facility}: {message}"));
         }
     }

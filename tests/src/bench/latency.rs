@@ -5,7 +5,8 @@
 //! after each record, so oversleeping never lowers the rate: a late loop catches up by sending
 //! immediately. The producer never waits for acknowledgements before sending, so a slow ack does
 //! not delay later sends (no coordinated omission); how late the loop ran is reported as
-//! `send_lag_max`.
+//! `send_lag_max`. A broker that cannot keep up shows as a long `drain`: the time from the last
+//! send to the last acknowledgement.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -34,6 +35,8 @@ pub struct Latency {
     pub sorted_ns: Vec<u64>,
     pub achieved_rate: f64,
     pub send_lag_max: Duration,
+    /// From the last send to the last acknowledgement.
+    pub drain: Duration,
 }
 
 pub fn run(spec: &LatencySpec<'_>, deadline: &Deadline) -> anyhow::Result<Latency> {
@@ -65,16 +68,20 @@ pub fn run(spec: &LatencySpec<'_>, deadline: &Deadline) -> anyhow::Result<Latenc
         }
         delivery::send(&producer, topic, &payload, tracker.stamp(), deadline)?;
     }
-    let send_elapsed = start.elapsed();
+    let last_send = Instant::now();
     delivery::await_deliveries(&producer, topic, records + 1, deadline)?;
+    let drain = tracker.last_ack().map_or(Duration::ZERO, |ack| {
+        ack.saturating_duration_since(last_send)
+    });
 
     let mut sorted_ns = tracker.take_latencies();
     sorted_ns.sort_unstable();
     Ok(Latency {
         records,
         sorted_ns,
-        achieved_rate: records as f64 / send_elapsed.as_secs_f64(),
+        achieved_rate: records as f64 / last_send.duration_since(start).as_secs_f64(),
         send_lag_max,
+        drain,
     })
 }
 
@@ -93,6 +100,7 @@ impl Latency {
                 "µs",
                 self.send_lag_max.as_secs_f64() * 1e6,
             ),
+            Metric::new("latency_drain_ms", "ms", self.drain.as_secs_f64() * 1e3),
         ]
     }
 }

@@ -2,7 +2,7 @@
 //! collect their metrics. After each scenario a dead broker is reported before the scenario's
 //! own error, because it is the more precise cause.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
@@ -151,6 +151,14 @@ impl<'a> Run<'a> {
             result.achieved_rate,
             percentiles.join(" ")
         );
+        if result.drain > Duration::from_secs(1) {
+            eprintln!(
+                "warning: the last acknowledgement came {:.1}s after the last send: the broker \
+                 did not keep up with {} msg/s, so these latencies are mostly queueing",
+                result.drain.as_secs_f64(),
+                self.config.rate
+            );
+        }
         self.metrics.extend(metrics);
         Ok(())
     }
@@ -162,13 +170,16 @@ impl<'a> Run<'a> {
         };
         let now = broker.memory()?;
         eprintln!(
-            "broker memory: idle RSS {} KiB, peak {} KiB, now {} KiB",
-            idle.rss_kb, now.hwm_kb, now.rss_kb
+            "broker memory: idle RSS {} KiB, peak {} KiB, now {} KiB ({} KiB anonymous, {} KiB \
+             file-backed)",
+            idle.rss_kb, now.hwm_kb, now.rss_kb, now.anon_kb, now.file_kb
         );
         self.metrics.extend([
             Metric::new("rss_idle_kb", "KiB", idle.rss_kb as f64),
             Metric::new("rss_peak_kb", "KiB", now.hwm_kb as f64),
             Metric::new("rss_final_kb", "KiB", now.rss_kb as f64),
+            Metric::new("rss_final_anon_kb", "KiB", now.anon_kb as f64),
+            Metric::new("rss_final_file_kb", "KiB", now.file_kb as f64),
         ]);
         Ok(())
     }

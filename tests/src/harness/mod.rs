@@ -3,8 +3,8 @@
 //! - [`broker`]: start, stop, kill and restart a `runnel` process and keep its log;
 //! - [`clients`]: rdkafka producers, consumers and admin clients with the settings Runnel needs;
 //! - [`kcat`]: run the `kcat` command-line client;
-//! - [`raw`]: hand-built Kafka frames for the checks that real clients cannot make;
-//! - [`wire`]: the Kafka primitive types those frames are made of;
+//! - [`raw`]: Kafka requests over a plain socket, for the checks that real clients cannot make;
+//! - [`wire`]: framing, and requests and responses encoded by the `kafka-protocol` crate;
 //! - [`wait`]: poll a condition until it holds or a deadline passes (instead of sleeping).
 
 pub mod binary;

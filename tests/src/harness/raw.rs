@@ -1,63 +1,29 @@
-//! Hand-built Kafka frames over a plain TCP socket, for what real clients cannot do: send
-//! broken frames, ask for absurd versions, or call an API the rdkafka crate does not wrap
-//! (IncrementalAlterConfigs, DescribeCluster).
-//!
-//! Only the handful of fields these tests need are encoded here, following the Kafka protocol
-//! guide: a frame is an `INT32` length followed by that many bytes; a request header v1 is
-//! `api_key INT16, api_version INT16, correlation_id INT32, client_id NULLABLE_STRING` and v2
-//! adds an (empty) tagged-field section; a response header is `correlation_id INT32` (v0) plus
-//! a tagged-field section (v1, for flexible versions). ApiVersions responses always use v0.
+//! Kafka requests over a plain TCP socket, for what real clients cannot do: send broken frames,
+//! ask for absurd versions, or call an API the rdkafka crate does not wrap
+//! (IncrementalAlterConfigs, DescribeCluster). Well-formed requests and every response go
+//! through the `kafka-protocol` crate (see [`super::wire`]); only the broken frames are made by
+//! hand, in the tests that send them.
 
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, DescribeClusterRequest, DescribeClusterResponse,
+    IncrementalAlterConfigsRequest,
+};
+use kafka_protocol::protocol::{Request, StrBytes};
 
-pub use super::wire::{Reader, Writer};
+pub use super::wire::{CLIENT_ID, decode_response, encode_request, frame, request_header};
 
-/// Api keys used by the raw tests.
-pub mod api {
-    pub const PRODUCE: i16 = 0;
-    pub const METADATA: i16 = 3;
-    pub const API_VERSIONS: i16 = 18;
-    pub const INCREMENTAL_ALTER_CONFIGS: i16 = 44;
-    pub const DESCRIBE_CLUSTER: i16 = 60;
-}
-
-/// Error codes the raw tests look for.
-pub mod error {
-    pub const NONE: i16 = 0;
-    pub const UNSUPPORTED_VERSION: i16 = 35;
-}
-
-/// A request header v1 (`flexible = false`) or v2, ready for a body to be appended.
-pub fn request_header(
-    api_key: i16,
-    api_version: i16,
-    correlation_id: i32,
-    flexible: bool,
-) -> Writer {
-    let mut w = Writer::new();
-    w.i16(api_key)
-        .i16(api_version)
-        .i32(correlation_id)
-        .nullable_string(Some("runnel-raw-test"), false)
-        .no_tagged_fields(flexible);
-    w
-}
-
-/// Prefixes `payload` with its INT32 length.
-pub fn frame(payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 4);
-    out.extend_from_slice(
-        &u32::try_from(payload.len())
-            .unwrap_or(u32::MAX)
-            .to_be_bytes(),
-    );
-    out.extend_from_slice(payload);
-    out
-}
+/// How long [`RawConnection::call`] waits for an answer.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A plain TCP connection to the broker.
 #[derive(Debug)]
@@ -96,24 +62,17 @@ impl RawConnection {
         Ok(body)
     }
 
-    /// Sends one request and reads its response, checking the correlation id; returns the
-    /// response after the correlation id (and its tagged fields when `flexible_response`).
-    pub fn round_trip(
+    /// Sends `request` at `version` and decodes its response, checking the correlation id and
+    /// that nothing follows the response body.
+    pub fn call<R: Request>(
         &mut self,
-        request: &[u8],
+        request: &R,
+        version: i16,
         correlation_id: i32,
-        flexible_response: bool,
-    ) -> Result<Vec<u8>> {
-        self.send(&frame(request))?;
-        let response = self.read_frame(Duration::from_secs(10))?;
-        let mut reader = Reader::new(&response);
-        let got = reader.i32()?;
-        ensure!(
-            got == correlation_id,
-            "correlation id {got}, expected {correlation_id}"
-        );
-        reader.skip_tagged_fields(flexible_response)?;
-        Ok(response[response.len() - reader.remaining()..].to_vec())
+    ) -> Result<R::Response> {
+        self.send(&frame(&encode_request(request, version, correlation_id)?))?;
+        let response = self.read_frame(RESPONSE_TIMEOUT)?;
+        decode_response::<R>(&response, version, correlation_id)
     }
 
     /// Waits until the broker closes the connection: a read returns EOF or a reset. Bytes the
@@ -150,52 +109,16 @@ fn is_closed(error: &io::Error) -> bool {
     )
 }
 
-/// One `(api_key, min_version, max_version)` entry of an ApiVersions response.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ApiVersionRange {
-    pub api_key: i16,
-    pub min: i16,
-    pub max: i16,
-}
-
-/// Parses an ApiVersions v0 response body (after the correlation id) and insists that nothing
-/// follows the api list: `error_code INT16, api_keys ARRAY(api_key INT16, min INT16, max INT16)`.
-pub fn parse_api_versions_v0(body: &[u8]) -> Result<(i16, Vec<ApiVersionRange>)> {
-    let mut reader = Reader::new(body);
-    let error_code = reader.i16()?;
-    let count = reader.array_len(false)?;
-    ensure!(
-        count <= reader.remaining() / 6,
-        "api list claims {count} entries but {} bytes follow",
-        reader.remaining()
-    );
-    let mut apis = Vec::with_capacity(count);
-    for _ in 0..count {
-        apis.push(ApiVersionRange {
-            api_key: reader.i16()?,
-            min: reader.i16()?,
-            max: reader.i16()?,
-        });
-    }
-    ensure!(
-        reader.remaining() == 0,
-        "{} unexpected bytes after the v0 api list",
-        reader.remaining()
-    );
-    Ok((error_code, apis))
-}
-
 /// Asks the broker for its api versions with an ApiVersions v0 request.
-pub fn api_versions(addr: SocketAddr) -> Result<Vec<ApiVersionRange>> {
+pub fn api_versions(addr: SocketAddr) -> Result<Vec<ApiVersion>> {
     let mut conn = RawConnection::connect(addr)?;
-    let request = request_header(api::API_VERSIONS, 0, 1, false);
-    let body = conn.round_trip(&request.buf, 1, false)?;
-    let (error_code, apis) = parse_api_versions_v0(&body)?;
+    let response = conn.call(&ApiVersionsRequest::default(), 0, 1)?;
     ensure!(
-        error_code == error::NONE,
-        "ApiVersions v0 answered error {error_code}"
+        response.error_code == 0,
+        "ApiVersions v0 answered error {}",
+        response.error_code
     );
-    Ok(apis)
+    Ok(response.api_keys)
 }
 
 /// IncrementalAlterConfigs operations.
@@ -206,10 +129,7 @@ pub enum AlterOp {
 }
 
 /// The resource type code of a topic in config APIs.
-pub const RESOURCE_TOPIC: i8 = 2;
-
-/// One IncrementalAlterConfigs result: `(resource_name, error_code, error_message)`.
-pub type AlterResult = (String, i16, Option<String>);
+const RESOURCE_TOPIC: i8 = 2;
 
 /// Sends IncrementalAlterConfigs for one topic with `(name, op, value)` entries, at the highest
 /// version both sides know (0 or 1), and returns the per-resource results.
@@ -217,136 +137,43 @@ pub fn incremental_alter_topic_configs(
     addr: SocketAddr,
     topic: &str,
     entries: &[(&str, AlterOp, Option<&str>)],
-) -> Result<Vec<AlterResult>> {
+) -> Result<Vec<AlterConfigsResourceResponse>> {
     let apis = api_versions(addr)?;
     let range = apis
         .iter()
-        .find(|a| a.api_key == api::INCREMENTAL_ALTER_CONFIGS)
+        .find(|a| a.api_key == ApiKey::IncrementalAlterConfigs as i16)
         .context("ApiVersions does not list IncrementalAlterConfigs (44)")?;
     ensure!(
-        range.min <= 1,
+        range.min_version <= 1,
         "IncrementalAlterConfigs versions {}..={} do not include 0 or 1",
-        range.min,
-        range.max
+        range.min_version,
+        range.max_version
     );
-    let version = range.max.min(1);
-    let flexible = version >= 1;
-    let correlation_id = 7;
-    let mut request = request_header(
-        api::INCREMENTAL_ALTER_CONFIGS,
-        version,
-        correlation_id,
-        flexible,
-    );
-    request
-        .array_len(1, flexible)
-        .i8(RESOURCE_TOPIC)
-        .string(topic, flexible)
-        .array_len(entries.len(), flexible);
-    for (name, op, value) in entries {
-        request
-            .string(name, flexible)
-            .i8(*op as i8)
-            .nullable_string(*value, flexible)
-            .no_tagged_fields(flexible);
-    }
-    request
-        .no_tagged_fields(flexible)
-        .bool(false) // validate_only
-        .no_tagged_fields(flexible);
-
+    let version = range.max_version.min(1);
+    let configs = entries
+        .iter()
+        .map(|(name, op, value)| {
+            AlterableConfig::default()
+                .with_name(StrBytes::from_string((*name).to_owned()))
+                .with_config_operation(*op as i8)
+                .with_value(value.map(|v| StrBytes::from_string(v.to_owned())))
+        })
+        .collect();
+    let request = IncrementalAlterConfigsRequest::default()
+        .with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(RESOURCE_TOPIC)
+                .with_resource_name(StrBytes::from_string(topic.to_owned()))
+                .with_configs(configs),
+        ])
+        .with_validate_only(false);
     let mut conn = RawConnection::connect(addr)?;
-    let body = conn.round_trip(&request.buf, correlation_id, flexible)?;
-    let mut reader = Reader::new(&body);
-    let _throttle_time_ms = reader.i32()?;
-    let count = reader.array_len(flexible)?;
-    let mut results = Vec::new();
-    for _ in 0..count {
-        let error_code = reader.i16()?;
-        let message = reader.nullable_string(flexible)?;
-        let _resource_type = reader.i8()?;
-        let name = reader.string(flexible)?;
-        reader.skip_tagged_fields(flexible)?;
-        results.push((name, error_code, message));
-    }
-    Ok(results)
+    Ok(conn.call(&request, version, 7)?.responses)
 }
 
-/// What a DescribeCluster v0 response says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterDescription {
-    pub error_code: i16,
-    pub cluster_id: String,
-    pub controller_id: i32,
-    /// `(broker_id, host, port)`
-    pub brokers: Vec<(i32, String, i32)>,
-}
-
-/// Sends DescribeCluster v0 (flexible from v0) and parses the answer.
-pub fn describe_cluster(addr: SocketAddr) -> Result<ClusterDescription> {
-    let correlation_id = 60;
-    let mut request = request_header(api::DESCRIBE_CLUSTER, 0, correlation_id, true);
-    request
-        .bool(false) // include_cluster_authorized_operations
-        .no_tagged_fields(true);
-    let mut conn = RawConnection::connect(addr)?;
-    let body = conn.round_trip(&request.buf, correlation_id, true)?;
-    let mut reader = Reader::new(&body);
-    let _throttle_time_ms = reader.i32()?;
-    let error_code = reader.i16()?;
-    let _error_message = reader.nullable_string(true)?;
-    let cluster_id = reader.string(true)?;
-    let controller_id = reader.i32()?;
-    let count = reader.array_len(true)?;
-    let mut brokers = Vec::new();
-    for _ in 0..count {
-        let broker_id = reader.i32()?;
-        let host = reader.string(true)?;
-        let port = reader.i32()?;
-        let _rack = reader.nullable_string(true)?;
-        reader.skip_tagged_fields(true)?;
-        brokers.push((broker_id, host, port));
-    }
-    let _authorized_operations = reader.i32()?;
-    reader.skip_tagged_fields(true)?;
-    ensure!(
-        reader.remaining() == 0,
-        "{} bytes after the DescribeCluster v0 body",
-        reader.remaining()
-    );
-    Ok(ClusterDescription {
-        error_code,
-        cluster_id,
-        controller_id,
-        brokers,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn given_a_v0_api_list_when_parsing_should_return_entries() -> Result<()> {
-        let mut w = Writer::new();
-        w.i16(35).i32(1).i16(18).i16(0).i16(4);
-        let (code, apis) = parse_api_versions_v0(&w.buf)?;
-        assert_eq!(code, 35);
-        assert_eq!(
-            apis,
-            vec![ApiVersionRange {
-                api_key: 18,
-                min: 0,
-                max: 4
-            }]
-        );
-        Ok(())
-    }
-
-    #[test]
-    fn given_trailing_bytes_when_parsing_v0_should_fail() {
-        let mut w = Writer::new();
-        w.i16(0).i32(0).i32(0);
-        assert!(parse_api_versions_v0(&w.buf).is_err());
-    }
+/// Sends DescribeCluster v0 and returns the answer.
+pub fn describe_cluster(addr: SocketAddr) -> Result<DescribeClusterResponse> {
+    let request =
+        DescribeClusterRequest::default().with_include_cluster_authorized_operations(false);
+    RawConnection::connect(addr)?.call(&request, 0, 60)
 }

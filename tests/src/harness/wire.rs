@@ -1,184 +1,145 @@
-//! Kafka's primitive wire types (big-endian integers, unsigned varints, classic and compact
-//! strings and arrays, tagged-field sections), just enough for the raw requests in [`super::raw`].
-//! The reader fails, never panics, on short or malformed input.
+//! Request and response bytes for [`super::raw`], made by the `kafka-protocol` crate: a frame is
+//! an `INT32` length followed by that many bytes, a request is a header followed by a body, and
+//! the header versions come from the crate (`ApiKey::request_header_version` and
+//! `ApiKey::response_header_version`, which answers v0 for every ApiVersions response).
+//!
+//! Nothing here writes Kafka fields by hand; tests that send deliberately broken frames append
+//! their own bytes to [`request_header`] or hand them to [`frame`].
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, anyhow, ensure};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 
-/// Appends Kafka primitive types to a buffer.
-#[derive(Debug, Default, Clone)]
-pub struct Writer {
-    pub buf: Vec<u8>,
+/// The `client_id` of every raw request.
+pub const CLIENT_ID: &str = "runnel-raw-test";
+
+/// Prefixes `payload` with its INT32 length.
+pub fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 4);
+    out.extend_from_slice(
+        &u32::try_from(payload.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(payload);
+    out
 }
 
-impl Writer {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn i8(&mut self, v: i8) -> &mut Self {
-        self.buf.extend_from_slice(&v.to_be_bytes());
-        self
-    }
-    pub fn i16(&mut self, v: i16) -> &mut Self {
-        self.buf.extend_from_slice(&v.to_be_bytes());
-        self
-    }
-    pub fn i32(&mut self, v: i32) -> &mut Self {
-        self.buf.extend_from_slice(&v.to_be_bytes());
-        self
-    }
-    pub fn bool(&mut self, v: bool) -> &mut Self {
-        self.buf.push(u8::from(v));
-        self
-    }
-    pub fn bytes(&mut self, v: &[u8]) -> &mut Self {
-        self.buf.extend_from_slice(v);
-        self
-    }
-    pub fn uvarint(&mut self, mut v: u64) -> &mut Self {
-        while v >= 0x80 {
-            // Truncation is the point: the low 7 bits plus the continuation bit.
-            self.buf.push((v as u8 & 0x7f) | 0x80);
-            v >>= 7;
-        }
-        self.buf.push(v as u8);
-        self
-    }
-    /// STRING (`flexible = false`) or COMPACT_STRING.
-    pub fn string(&mut self, v: &str, flexible: bool) -> &mut Self {
-        self.nullable_string(Some(v), flexible)
-    }
-    /// NULLABLE_STRING or COMPACT_NULLABLE_STRING.
-    pub fn nullable_string(&mut self, v: Option<&str>, flexible: bool) -> &mut Self {
-        match (v, flexible) {
-            (None, false) => self.i16(-1),
-            (None, true) => self.uvarint(0),
-            (Some(s), false) => self
-                .i16(i16::try_from(s.len()).unwrap_or(i16::MAX))
-                .bytes(s.as_bytes()),
-            (Some(s), true) => self.uvarint(s.len() as u64 + 1).bytes(s.as_bytes()),
-        }
-    }
-    /// The length prefix of an ARRAY or COMPACT_ARRAY of `len` elements.
-    pub fn array_len(&mut self, len: usize, flexible: bool) -> &mut Self {
-        if flexible {
-            self.uvarint(len as u64 + 1)
-        } else {
-            self.i32(i32::try_from(len).unwrap_or(i32::MAX))
-        }
-    }
-    /// An empty tagged-field section (flexible versions only).
-    pub fn no_tagged_fields(&mut self, flexible: bool) -> &mut Self {
-        if flexible { self.uvarint(0) } else { self }
-    }
+/// The request header for `api_key` at `api_version`, in the header version the crate assigns
+/// to that pair; a body (or, for broken-frame tests, anything else) is appended to it.
+pub fn request_header(api_key: ApiKey, api_version: i16, correlation_id: i32) -> Result<Vec<u8>> {
+    let header = RequestHeader::default()
+        .with_request_api_key(api_key as i16)
+        .with_request_api_version(api_version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+    let mut buf = Vec::new();
+    header
+        .encode(&mut buf, api_key.request_header_version(api_version))
+        .with_context(|| format!("encoding a {api_key:?} v{api_version} request header"))?;
+    Ok(buf)
 }
 
-/// Reads Kafka primitive types from a response body, failing (never panicking) on short input.
-#[derive(Debug)]
-pub struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// Header and body of `request` at `version` (without the length prefix).
+pub fn encode_request<R: Request>(
+    request: &R,
+    version: i16,
+    correlation_id: i32,
+) -> Result<Vec<u8>> {
+    let api_key = api_key::<R>()?;
+    let mut buf = request_header(api_key, version, correlation_id)?;
+    request
+        .encode(&mut buf, version)
+        .with_context(|| format!("encoding a {api_key:?} v{version} request"))?;
+    Ok(buf)
 }
 
-impl<'a> Reader<'a> {
-    pub fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0 }
-    }
-    pub fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        ensure!(
-            self.remaining() >= n,
-            "response too short: needed {n} bytes at {}, {} left",
-            self.pos,
-            self.remaining()
-        );
-        let out = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(out)
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let mut out = [0; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-    pub fn i8(&mut self) -> Result<i8> {
-        Ok(i8::from_be_bytes(self.array()?))
-    }
-    pub fn i16(&mut self) -> Result<i16> {
-        Ok(i16::from_be_bytes(self.array()?))
-    }
-    pub fn i32(&mut self) -> Result<i32> {
-        Ok(i32::from_be_bytes(self.array()?))
-    }
-    pub fn uvarint(&mut self) -> Result<u64> {
-        let mut value = 0_u64;
-        for shift in (0..64).step_by(7) {
-            let byte = self.take(1)?[0];
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Ok(value);
-            }
-        }
-        bail!("varint longer than 10 bytes")
-    }
-    pub fn nullable_string(&mut self, flexible: bool) -> Result<Option<String>> {
-        let len = if flexible {
-            match self.uvarint()? {
-                0 => return Ok(None),
-                n => usize::try_from(n - 1)?,
-            }
-        } else {
-            match self.i16()? {
-                -1 => return Ok(None),
-                n => usize::try_from(n).context("negative string length")?,
-            }
-        };
-        Ok(Some(String::from_utf8_lossy(self.take(len)?).into_owned()))
-    }
-    pub fn string(&mut self, flexible: bool) -> Result<String> {
-        self.nullable_string(flexible)?
-            .context("null where a string was expected")
-    }
-    pub fn array_len(&mut self, flexible: bool) -> Result<usize> {
-        if flexible {
-            match self.uvarint()? {
-                0 => bail!("null array"),
-                n => Ok(usize::try_from(n - 1)?),
-            }
-        } else {
-            usize::try_from(self.i32()?).context("negative array length")
-        }
-    }
-    pub fn skip_tagged_fields(&mut self, flexible: bool) -> Result<()> {
-        if !flexible {
-            return Ok(());
-        }
-        let count = self.uvarint()?;
-        for _ in 0..count {
-            let _tag = self.uvarint()?;
-            let size = usize::try_from(self.uvarint()?)?;
-            self.take(size)?;
-        }
-        Ok(())
-    }
+/// Decodes a response frame (without its length prefix) to a `version` request of type `R`,
+/// checking the correlation id and that nothing follows the body.
+pub fn decode_response<R: Request>(
+    frame: &[u8],
+    version: i16,
+    correlation_id: i32,
+) -> Result<R::Response> {
+    let api_key = api_key::<R>()?;
+    let mut buf = frame;
+    let header = ResponseHeader::decode(&mut buf, api_key.response_header_version(version))
+        .with_context(|| format!("decoding a {api_key:?} v{version} response header"))?;
+    ensure!(
+        header.correlation_id == correlation_id,
+        "correlation id {}, expected {correlation_id}",
+        header.correlation_id
+    );
+    let response = R::Response::decode(&mut buf, version)
+        .with_context(|| format!("decoding a {api_key:?} v{version} response"))?;
+    ensure!(
+        buf.is_empty(),
+        "{} unexpected bytes after the {api_key:?} v{version} response",
+        buf.len()
+    );
+    Ok(response)
+}
+
+fn api_key<R: Request>() -> Result<ApiKey> {
+    ApiKey::try_from(R::KEY).map_err(|()| anyhow!("api key {} is unknown", R::KEY))
 }
 
 #[cfg(test)]
 mod tests {
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+
     use super::*;
 
+    fn api_versions_v0_response(correlation_id: i32) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        ResponseHeader::default()
+            .with_correlation_id(correlation_id)
+            .encode(&mut buf, 0)?;
+        ApiVersionsResponse::default()
+            .with_error_code(35)
+            .with_api_keys(vec![
+                ApiVersion::default()
+                    .with_api_key(18)
+                    .with_min_version(0)
+                    .with_max_version(4),
+            ])
+            .encode(&mut buf, 0)?;
+        Ok(buf)
+    }
+
     #[test]
-    fn given_values_when_writing_varints_should_read_them_back() -> Result<()> {
-        let mut w = Writer::new();
-        for v in [0, 1, 127, 128, 300, 16_384, u64::from(u32::MAX)] {
-            w.uvarint(v);
-        }
-        let mut r = Reader::new(&w.buf);
-        for v in [0, 1, 127, 128, 300, 16_384, u64::from(u32::MAX)] {
-            assert_eq!(r.uvarint()?, v);
-        }
-        assert_eq!(r.remaining(), 0);
+    fn given_a_v99_api_versions_header_when_encoding_should_use_the_flexible_header() -> Result<()>
+    {
+        let bytes = request_header(ApiKey::ApiVersions, 99, 7)?;
+        let header = RequestHeader::decode(&mut bytes.as_slice(), 2)?;
+        assert_eq!(header.request_api_key, ApiKey::ApiVersions as i16);
+        assert_eq!(header.request_api_version, 99);
+        assert_eq!(header.correlation_id, 7);
+        assert_eq!(header.client_id.as_deref(), Some(CLIENT_ID));
+        Ok(())
+    }
+
+    #[test]
+    fn given_a_v0_api_list_when_decoding_should_return_entries() -> Result<()> {
+        let response = decode_response::<ApiVersionsRequest>(&api_versions_v0_response(9)?, 0, 9)?;
+        assert_eq!(response.error_code, 35);
+        let apis: Vec<_> = response
+            .api_keys
+            .iter()
+            .map(|a| (a.api_key, a.min_version, a.max_version))
+            .collect();
+        assert_eq!(apis, vec![(18, 0, 4)]);
+        Ok(())
+    }
+
+    #[test]
+    fn given_trailing_bytes_or_another_correlation_id_when_decoding_should_fail() -> Result<()> {
+        let mut trailing = api_versions_v0_response(9)?;
+        trailing.push(0);
+        assert!(decode_response::<ApiVersionsRequest>(&trailing, 0, 9).is_err());
+        let other = api_versions_v0_response(10)?;
+        assert!(decode_response::<ApiVersionsRequest>(&other, 0, 9).is_err());
         Ok(())
     }
 }
