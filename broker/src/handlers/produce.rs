@@ -1,6 +1,11 @@
 //! Produce: validate each partition's RecordBatch, append them all in one store call (one
 //! group commit), and answer once they are durable. `acks=0` requests are appended the same
 //! way; the connection simply sends no response.
+//!
+//! [`start`] does the validation and queues the appends before it returns; only waiting for
+//! durability is left in the returned future. A connection can therefore read the next
+//! produce request while earlier ones are being committed — the store's queue keeps their
+//! order — and many pipelined requests share one commit.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -17,10 +22,15 @@ enum Slot {
     Appended(usize),
 }
 
-pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
+/// Validates `req` and queues its batches now; the returned future resolves to the response
+/// once they are durable (or refused).
+pub fn start(
+    ctx: &Ctx,
+    req: ProduceRequest,
+) -> impl std::future::Future<Output = ProduceResponse> + Send + 'static {
     let acks_ok = matches!(req.acks, -1..=1);
     let mut items = Vec::new();
-    let mut plan: Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Slot)>)> = Vec::new();
+    let mut plan: Plan = Vec::new();
     for topic in req.topic_data {
         let found = ctx.topics.get(topic.name.as_str());
         let mut slots = Vec::with_capacity(topic.partition_data.len());
@@ -48,13 +58,19 @@ pub async fn handle(ctx: &Ctx, req: ProduceRequest) -> ProduceResponse {
         }
         plan.push((topic.name, slots));
     }
-    let results = if items.is_empty() {
-        Vec::new()
-    } else {
-        pending(ctx.log.append(items))
-            .await
-            .unwrap_or_else(|e| vec![Err(e)])
-    };
+    let queued = (!items.is_empty()).then(|| ctx.log.append(items));
+    async move {
+        let results = match queued {
+            Some(queued) => pending(queued).await.unwrap_or_else(|e| vec![Err(e)]),
+            None => Vec::new(),
+        };
+        respond(plan, &results)
+    }
+}
+
+type Plan = Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Slot)>)>;
+
+fn respond(plan: Plan, results: &[Result<crate::log::Appended, StoreError>]) -> ProduceResponse {
     let responses = plan
         .into_iter()
         .map(|(name, slots)| {

@@ -1,14 +1,23 @@
-//! One client connection: read a frame, route it, write the response, in order. Requests on
-//! a connection are handled one at a time, as Kafka does, which keeps produce order and
-//! response order trivially correct; clients pipeline by keeping several in flight on the
-//! socket. Shutdown is checked only between requests, so in-flight work completes.
+//! One client connection. Responses go out in request order, as Kafka requires.
+//!
+//! Produce requests are pipelined: the reader validates and queues a produce's batches, hands
+//! the pending response to the writer task and reads the next request while the batches are
+//! committed, so a client with many produce requests in flight gets them group-committed
+//! together instead of one fsync each. Every other request is a barrier: it runs only after
+//! all earlier produces are durable, so its view (offsets, topics) is what a strictly
+//! sequential broker would show. Shutdown is checked only between requests; queued responses
+//! are still written.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiKey, RequestKind};
 use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::router::{self, RouteError};
@@ -16,16 +25,28 @@ use crate::handlers::{Ctx, api_versions};
 use crate::protocol::frame::{FrameError, read_frame};
 use crate::protocol::request::{self, encode_response};
 
+/// Requests read ahead of their responses, at most.
+const MAX_IN_FLIGHT: usize = 64;
+
+type Outcome = Result<Option<Bytes>, RouteError>;
+
 pub async fn serve(ctx: Arc<Ctx>, stream: TcpStream) {
     let (rd, wr) = stream.into_split();
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
-    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    let (queue, responses) = mpsc::channel(MAX_IN_FLIGHT);
+    // Cancelled by the writer when a response says the connection must close.
+    let closing = CancellationToken::new();
+    let writer = tokio::spawn(write_responses(wr, responses, closing.clone()).in_current_span());
     let max = ctx.config.server.max_request_size;
     let conn_span = tracing::Span::current();
+    // Completes when the newest queued produce has its response (so all older ones too:
+    // the store commits in queue order).
+    let mut last_produce: Option<JoinHandle<()>> = None;
     loop {
         let frame = tokio::select! {
             biased;
             _ = ctx.shutdown.cancelled() => break,
+            _ = closing.cancelled() => break,
             frame = read_frame(&mut rd, max) => frame,
         };
         let frame = match frame {
@@ -46,39 +67,129 @@ pub async fn serve(ctx: Arc<Ctx>, stream: TcpStream) {
         let (api_key, api_version, correlation_id) =
             request::peek_prefix(&frame).unwrap_or((-1, -1, -1));
         let span = tracing::debug_span!("request", api_key, api_version, correlation_id);
-        match handle(&ctx, frame, &conn_span).instrument(span).await {
-            Ok(Some(response)) => {
-                let written = async {
-                    wr.write_all(&response).await?;
-                    wr.flush().await
-                };
-                if let Err(e) = written.await {
+        let (done, pending) = oneshot::channel();
+        let mut fatal = false;
+        match decode(frame, &conn_span) {
+            Err(e) => {
+                fatal = true;
+                let _ = done.send(Err(e));
+            }
+            Ok(Decoded::Answer(bytes)) => {
+                let _ = done.send(Ok(Some(bytes)));
+            }
+            Ok(Decoded::Request(req)) => match req.body {
+                RequestKind::Produce(body) => {
+                    let response = span.in_scope(|| router::start_produce(&ctx, req.raw, body));
+                    last_produce = Some(tokio::spawn(
+                        async move {
+                            let _ = done.send(response.await);
+                        }
+                        .instrument(span),
+                    ));
+                }
+                _ => {
+                    if let Some(earlier) = last_produce.take() {
+                        let _ = earlier.await;
+                    }
+                    let outcome = router::dispatch(&ctx, req).instrument(span).await;
+                    let _ = done.send(outcome);
+                }
+            },
+        }
+        if queue.send(pending).await.is_err() || fatal {
+            break;
+        }
+    }
+    drop(queue);
+    let _ = writer.await;
+}
+
+/// Writes responses in request order; stops at the first request that must close the
+/// connection or at a write error. Responses that are ready together share one write: the
+/// buffer is flushed only when the writer would otherwise wait.
+async fn write_responses(
+    wr: OwnedWriteHalf,
+    mut responses: mpsc::Receiver<oneshot::Receiver<Outcome>>,
+    closing: CancellationToken,
+) {
+    let _stop_reader = closing.drop_guard();
+    let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+    loop {
+        let pending = match responses.try_recv() {
+            Ok(pending) => pending,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                if !flush(&mut wr).await {
+                    return;
+                }
+                match responses.recv().await {
+                    Some(pending) => pending,
+                    None => break,
+                }
+            }
+        };
+        let outcome = match ready(pending) {
+            Ok(outcome) => outcome,
+            Err(pending) => {
+                if !flush(&mut wr).await {
+                    return;
+                }
+                pending.await.unwrap_or_else(|_| Err(RouteError::Abandoned))
+            }
+        };
+        match outcome {
+            Ok(Some(bytes)) => {
+                if let Err(e) = wr.write_all(&bytes).await {
                     tracing::debug!(error = %e, "cannot write response");
-                    break;
+                    return;
                 }
             }
             Ok(None) => {}
             Err(e) => {
-                tracing::warn!(api_key, api_version, correlation_id, error = %e, "closing connection");
-                break;
+                tracing::warn!(error = %e, "closing connection");
+                let _ = flush(&mut wr).await;
+                let _ = wr.shutdown().await;
+                return;
             }
+        }
+    }
+    flush(&mut wr).await;
+}
+
+/// The outcome if it is already there, else the receiver back.
+fn ready(mut pending: oneshot::Receiver<Outcome>) -> Result<Outcome, oneshot::Receiver<Outcome>> {
+    match pending.try_recv() {
+        Ok(outcome) => Ok(outcome),
+        Err(oneshot::error::TryRecvError::Closed) => Ok(Err(RouteError::Abandoned)),
+        Err(oneshot::error::TryRecvError::Empty) => Err(pending),
+    }
+}
+
+async fn flush(wr: &mut BufWriter<OwnedWriteHalf>) -> bool {
+    match wr.flush().await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot write response");
+            false
         }
     }
 }
 
-async fn handle(
-    ctx: &Ctx,
-    frame: Bytes,
-    conn_span: &tracing::Span,
-) -> Result<Option<Bytes>, RouteError> {
+enum Decoded {
+    Request(router::Request),
+    /// Answered without a handler.
+    Answer(Bytes),
+}
+
+fn decode(frame: Bytes, conn_span: &tracing::Span) -> Result<Decoded, RouteError> {
     if let Some(answer) = unsupported_api_versions(&frame)? {
-        return Ok(Some(answer));
+        return Ok(Decoded::Answer(answer));
     }
     let req = router::decode(frame)?;
     if let Some(client_id) = &req.raw.header.client_id {
         conn_span.record("client_id", client_id.as_str());
     }
-    router::dispatch(ctx, req).await
+    Ok(Decoded::Request(req))
 }
 
 /// KIP-511: an ApiVersions request newer than we speak is answered in v0 with our versions,

@@ -2,7 +2,7 @@
 //! request to its handler.
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, RequestKind};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestKind};
 use kafka_protocol::protocol::Encodable;
 
 use crate::handlers::{self, Ctx};
@@ -68,6 +68,8 @@ pub enum RouteError {
     },
     #[error("{0:?} is not served by Runnel")]
     UnsupportedApi(ApiKey),
+    #[error("the request's handler stopped without an answer")]
+    Abandoned,
     #[error("cannot encode {api:?} v{version} response: {reason}")]
     Encode {
         api: ApiKey,
@@ -129,6 +131,25 @@ fn malformed(raw: &RawRequest, reason: String) -> DecodeError {
     }
 }
 
+/// Queues a produce request's batches now and returns the future of its response frame
+/// (`None` for acks=0). See [`handlers::produce::start`].
+pub fn start_produce(
+    ctx: &Ctx,
+    raw: RawRequest,
+    req: ProduceRequest,
+) -> impl Future<Output = Result<Option<Bytes>, RouteError>> + Send + 'static {
+    let acks = req.acks;
+    let response = handlers::produce::start(ctx, req);
+    async move {
+        let response = response.await;
+        if acks == 0 {
+            Ok(None)
+        } else {
+            encode(&raw, &response)
+        }
+    }
+}
+
 /// Runs the handler for a decoded request. `Ok(None)`: no response is due (acks=0 produce).
 pub async fn dispatch(ctx: &Ctx, req: Request) -> Result<Option<Bytes>, RouteError> {
     let Request { raw, body } = req;
@@ -136,15 +157,7 @@ pub async fn dispatch(ctx: &Ctx, req: Request) -> Result<Option<Bytes>, RouteErr
     match body {
         RequestKind::ApiVersions(_) => encode(&raw, &handlers::api_versions::handle()),
         RequestKind::Metadata(req) => encode(&raw, &handlers::metadata::handle(ctx, req, v).await),
-        RequestKind::Produce(req) => {
-            let acks = req.acks;
-            let resp = handlers::produce::handle(ctx, req).await;
-            if acks == 0 {
-                Ok(None)
-            } else {
-                encode(&raw, &resp)
-            }
-        }
+        RequestKind::Produce(req) => start_produce(ctx, raw, req).await,
         RequestKind::Fetch(req) => encode(&raw, &handlers::fetch::handle(ctx, req, v).await),
         RequestKind::ListOffsets(req) => {
             encode(&raw, &handlers::list_offsets::handle(ctx, req, v).await)

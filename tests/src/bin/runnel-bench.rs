@@ -6,6 +6,7 @@
 //! cargo run --release -p runnel-tests --bin runnel-bench -- --runs 3 --json bench.json
 //! ```
 
+// The bench is private to this binary: the crate's library is the integration-test harness.
 #[path = "../bench/mod.rs"]
 mod bench;
 

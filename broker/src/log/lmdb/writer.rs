@@ -165,8 +165,14 @@ impl Writer {
             return;
         }
         loop {
+            let started = std::time::Instant::now();
             match self.apply_all(&ops) {
                 Ok(outcomes) => {
+                    tracing::trace!(
+                        ops = ops.len(),
+                        elapsed_us = started.elapsed().as_micros() as u64,
+                        "group committed"
+                    );
                     self.finish(ops, outcomes);
                     return;
                 }
