@@ -77,9 +77,12 @@ pub async fn serve(ctx: Arc<Ctx>, stream: TcpStream) {
             Ok(Decoded::Answer(bytes)) => {
                 let _ = done.send(Ok(Some(bytes)));
             }
-            Ok(Decoded::Request(req)) => match req.body {
-                RequestKind::Produce(body) => {
-                    let response = span.in_scope(|| router::start_produce(&ctx, req.raw, body));
+            Ok(Decoded::Request(req)) => match *req {
+                router::Request {
+                    raw,
+                    body: RequestKind::Produce(body),
+                } => {
+                    let response = span.in_scope(|| router::start_produce(&ctx, raw, body));
                     last_produce = Some(tokio::spawn(
                         async move {
                             let _ = done.send(response.await);
@@ -87,7 +90,7 @@ pub async fn serve(ctx: Arc<Ctx>, stream: TcpStream) {
                         .instrument(span),
                     ));
                 }
-                _ => {
+                req => {
                     if let Some(earlier) = last_produce.take() {
                         let _ = earlier.await;
                     }
@@ -176,7 +179,7 @@ async fn flush(wr: &mut BufWriter<OwnedWriteHalf>) -> bool {
 }
 
 enum Decoded {
-    Request(router::Request),
+    Request(Box<router::Request>),
     /// Answered without a handler.
     Answer(Bytes),
 }
@@ -189,7 +192,7 @@ fn decode(frame: Bytes, conn_span: &tracing::Span) -> Result<Decoded, RouteError
     if let Some(client_id) = &req.raw.header.client_id {
         conn_span.record("client_id", client_id.as_str());
     }
-    Ok(Decoded::Request(req))
+    Ok(Decoded::Request(Box::new(req)))
 }
 
 /// KIP-511: an ApiVersions request newer than we speak is answered in v0 with our versions,
