@@ -6,9 +6,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::handlers::delete_records::truncate_log;
 use crate::handlers::{Ctx, blocking};
-use crate::log::Retention;
+use crate::log::{self, Retention};
 
 pub async fn run(ctx: Arc<Ctx>) {
     let period = Duration::from_millis(ctx.config.storage.retention_check_interval_ms);
@@ -53,7 +52,7 @@ pub async fn enforce(ctx: &Ctx) {
             if target <= part.log_start() {
                 continue;
             }
-            match truncate_log(&*ctx.log, part, target).await {
+            match log::truncate(&*ctx.log, part, target).await {
                 Ok(log_start) => tracing::info!(
                     topic = topic.name(),
                     partition = id.partition,

@@ -7,12 +7,9 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
-use super::{Ctx, pending};
-use crate::log::{PartitionLog, StoreError};
+use super::Ctx;
+use crate::log;
 use crate::topics::ApiError;
-
-/// Batches deleted per storage call, so one request cannot hold the writer for long.
-pub const CHUNK: usize = 4096;
 
 pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
@@ -33,7 +30,7 @@ pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsRespon
                     } else {
                         p.offset
                     };
-                    truncate_log(&*ctx.log, &part, target)
+                    log::truncate(&*ctx.log, &part, target)
                         .await
                         .map_err(|e| ApiError::from(e).code)
                 }
@@ -50,18 +47,4 @@ pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsRespon
         );
     }
     DeleteRecordsResponse::default().with_topics(topics)
-}
-
-/// Moves the log start to `target`, deleting in chunks. Returns the new low watermark.
-pub async fn truncate_log(
-    log: &dyn crate::log::LogStore,
-    part: &PartitionLog,
-    target: i64,
-) -> Result<i64, StoreError> {
-    loop {
-        let done = pending(log.truncate_front(part.id, target, CHUNK)).await??;
-        if !done.more {
-            return Ok(done.log_start);
-        }
-    }
 }

@@ -54,8 +54,3 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .await
         .map_err(|e| StoreError::Io(format!("storage task failed: {e}")))?
 }
-
-/// Awaits a store result, mapping a dropped writer to [`StoreError::Closed`].
-pub(crate) async fn pending<T>(p: crate::log::Pending<T>) -> Result<T, StoreError> {
-    p.await.map_err(|_| StoreError::Closed)
-}

@@ -11,8 +11,8 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
-use super::{Ctx, pending, str_bytes};
-use crate::log::{AppendItem, StoreError};
+use super::{Ctx, str_bytes};
+use crate::log::{AppendItem, StoreError, wait};
 use crate::protocol::batch::{self, BatchError};
 use crate::topics::ApiError;
 
@@ -61,16 +61,21 @@ pub fn start(
     let queued = (!items.is_empty()).then(|| ctx.log.append(items));
     async move {
         let results = match queued {
-            Some(queued) => pending(queued).await.unwrap_or_else(|e| vec![Err(e)]),
-            None => Vec::new(),
+            Some(queued) => wait(queued).await,
+            None => Ok(Vec::new()),
         };
-        respond(plan, &results)
+        respond(plan, results)
     }
 }
 
 type Plan = Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Slot)>)>;
 
-fn respond(plan: Plan, results: &[Result<crate::log::Appended, StoreError>]) -> ProduceResponse {
+/// Builds the response; `results` has one entry per queued item, or is the error that kept
+/// the whole append from being answered.
+fn respond(
+    plan: Plan,
+    results: Result<Vec<Result<crate::log::Appended, StoreError>>, StoreError>,
+) -> ProduceResponse {
     let responses = plan
         .into_iter()
         .map(|(name, slots)| {
@@ -80,10 +85,10 @@ fn respond(plan: Plan, results: &[Result<crate::log::Appended, StoreError>]) -> 
                     let r = PartitionProduceResponse::default().with_index(index);
                     let outcome = match slot {
                         Slot::Ready(e) => Err(e),
-                        Slot::Appended(i) => match results.get(i).or(results.first()) {
-                            Some(Ok(a)) => Ok(*a),
-                            Some(Err(e)) => Err(store_error(e)),
-                            None => Err(store_error(&StoreError::Closed)),
+                        Slot::Appended(i) => match results.as_ref().map(|r| r.get(i)) {
+                            Ok(Some(Ok(a))) => Ok(*a),
+                            Ok(Some(Err(e))) | Err(e) => Err(store_error(e)),
+                            Ok(None) => Err(store_error(&StoreError::Closed)),
                         },
                     };
                     match outcome {

@@ -21,6 +21,29 @@ pub use partition::{PartitionId, PartitionLog};
 /// A result that arrives once the store's writer has committed (or failed).
 pub type Pending<T> = oneshot::Receiver<T>;
 
+/// Awaits a store result; a writer that went away is [`StoreError::Closed`].
+pub async fn wait<T>(pending: Pending<T>) -> Result<T, StoreError> {
+    pending.await.map_err(|_| StoreError::Closed)
+}
+
+/// Batches deleted per [`LogStore::truncate_front`] call by [`truncate`], so one caller
+/// cannot hold the writer for long.
+pub const TRUNCATE_CHUNK: usize = 4096;
+
+/// Moves a partition's log start to `target` in bounded chunks; returns the new log start.
+pub async fn truncate(
+    log: &dyn LogStore,
+    part: &PartitionLog,
+    target: i64,
+) -> Result<i64, StoreError> {
+    loop {
+        let done = wait(log.truncate_front(part.id, target, TRUNCATE_CHUNK)).await??;
+        if !done.more {
+            return Ok(done.log_start);
+        }
+    }
+}
+
 /// Storage failures. Handlers map them to Kafka error codes.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -115,8 +138,6 @@ pub trait LogStore: Send + Sync {
     fn retention_point(&self, id: PartitionId, policy: Retention) -> Result<i64, StoreError>;
     /// Bytes of the disk budget, and bytes LMDB has in use (high-water mark of the file).
     fn disk_usage(&self) -> DiskUsage;
-    /// Resolves once every previously queued write is durable.
-    fn sync(&self) -> Pending<Result<(), StoreError>>;
 }
 
 /// What retention keeps: batches whose max timestamp is at or after `before_timestamp`, and

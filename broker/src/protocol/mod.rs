@@ -5,10 +5,3 @@
 pub mod batch;
 pub mod frame;
 pub mod request;
-
-pub use kafka_protocol::ResponseError as ErrorCode;
-
-/// The numeric error code Kafka clients expect for `code`.
-pub fn code(err: ErrorCode) -> i16 {
-    err.code()
-}

@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 use kafka_protocol::ResponseError;
 
 use crate::config::TopicDefaults;
-use crate::log::{LogStore, MetaStore, PartitionId, PartitionLog, StoreError, TopicRecord};
+use crate::log::{LogStore, MetaStore, PartitionId, PartitionLog, StoreError, TopicRecord, wait};
 pub use config::TopicConfig;
 
 /// A topic as handlers see it.
@@ -281,10 +281,6 @@ fn unknown(name: &str) -> ApiError {
         ResponseError::UnknownTopicOrPartition,
         format!("topic {name:?} does not exist"),
     )
-}
-
-async fn wait<T>(pending: crate::log::Pending<T>) -> Result<T, StoreError> {
-    pending.await.map_err(|_| StoreError::Closed)
 }
 
 fn build(

@@ -273,10 +273,6 @@ impl LogStore for LmdbStore {
     fn disk_usage(&self) -> DiskUsage {
         self.shared.disk_usage()
     }
-
-    fn sync(&self) -> Pending<Result<(), StoreError>> {
-        self.send(|reply| Op::Sync { reply })
-    }
 }
 
 impl MetaStore for LmdbStore {

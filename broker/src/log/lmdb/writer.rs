@@ -52,9 +52,6 @@ pub enum Op {
         topic: TopicRecord,
         reply: Reply<Result<(), StoreError>>,
     },
-    Sync {
-        reply: Reply<Result<(), StoreError>>,
-    },
     Shutdown {
         reply: Reply<()>,
     },
@@ -318,7 +315,7 @@ impl Writer {
                 }
                 Outcome::Done
             }
-            Op::Sync { .. } | Op::Shutdown { .. } => Outcome::Done,
+            Op::Shutdown { .. } => Outcome::Done,
         })
     }
 
@@ -553,9 +550,7 @@ fn answer(op: Op, outcome: Outcome) {
         (Op::NextTopicNum { reply }, Outcome::TopicNum(n)) => {
             let _ = reply.send(Ok(n));
         }
-        (Op::PutTopic { reply, .. }, _)
-        | (Op::DeleteTopic { reply, .. }, _)
-        | (Op::Sync { reply }, _) => {
+        (Op::PutTopic { reply, .. }, _) | (Op::DeleteTopic { reply, .. }, _) => {
             let _ = reply.send(Ok(()));
         }
         (Op::Shutdown { reply }, _) => {
@@ -576,7 +571,7 @@ fn fail(op: Op, err: StoreError) {
         Op::NextTopicNum { reply } => {
             let _ = reply.send(Err(err));
         }
-        Op::PutTopic { reply, .. } | Op::DeleteTopic { reply, .. } | Op::Sync { reply } => {
+        Op::PutTopic { reply, .. } | Op::DeleteTopic { reply, .. } => {
             let _ = reply.send(Err(err));
         }
         Op::Shutdown { reply } => {
