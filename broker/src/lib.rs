@@ -85,6 +85,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         advertised,
         config: Arc::new(config),
         log,
+        meta: meta.clone(),
         topics: Arc::new(topics),
         shutdown: shutdown.clone(),
     });

@@ -2,12 +2,18 @@
 //! start moves past batches older than `retention.ms` and past the oldest batches while the
 //! partition would still hold at least `retention.bytes` without them (Kafka's rule).
 //! Deletion goes through the store in bounded chunks, so produce and fetch keep flowing.
+//! Each pass also forgets idempotent-producer state idle for longer than
+//! [`PRODUCER_ID_EXPIRATION_MS`] (Kafka's `producer.id.expiration.ms` default).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::handlers::{Ctx, blocking};
 use crate::log::{self, Retention};
+
+/// Idle time after which a producer's sequence state is dropped; a producer returning later
+/// starts afresh (any sequence is accepted from a producer with no state).
+pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
 
 pub async fn run(ctx: Arc<Ctx>) {
     let period = Duration::from_millis(ctx.config.storage.retention_check_interval_ms);
@@ -27,6 +33,11 @@ pub async fn enforce(ctx: &Ctx) {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
+    match log::wait(ctx.log.expire_producers(now - PRODUCER_ID_EXPIRATION_MS)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::info!(expired = n, "forgot idle idempotent producers"),
+        Ok(Err(e)) | Err(e) => tracing::warn!(error = %e, "producer expiry failed"),
+    }
     for topic in ctx.topics.list() {
         let c = &topic.config;
         let policy = Retention {

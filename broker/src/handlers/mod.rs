@@ -7,6 +7,7 @@ pub mod configs;
 pub mod delete_records;
 pub mod describe_cluster;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -20,13 +21,14 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::log::{LogStore, StoreError};
+use crate::log::{LogStore, MetaStore, StoreError};
 use crate::topics::TopicRegistry;
 
 /// What every handler may use. Cheap to share: everything inside is behind `Arc`.
 pub struct Ctx {
     pub config: Arc<Config>,
     pub log: Arc<dyn LogStore>,
+    pub meta: Arc<dyn MetaStore>,
     pub topics: Arc<TopicRegistry>,
     /// Bumped after every storage commit; long-poll fetches wait on it.
     pub changes: watch::Receiver<u64>,

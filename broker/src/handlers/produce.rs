@@ -12,6 +12,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::{Ctx, str_bytes};
+use crate::log::producers::{ProducerBatch, increment_seq};
 use crate::log::{AppendItem, StoreError, wait};
 use crate::protocol::batch::{self, BatchError};
 use crate::topics::ApiError;
@@ -46,7 +47,7 @@ pub fn start(
                     "transactions are not supported by Runnel",
                 ))
             } else {
-                match prepare(found.as_deref(), part.index, part.records) {
+                match prepare(req.acks, found.as_deref(), part.index, part.records) {
                     Ok(item) => {
                         items.push(item);
                         Slot::Appended(items.len() - 1)
@@ -118,6 +119,7 @@ fn store_error(e: &StoreError) -> ApiError {
 }
 
 fn prepare(
+    acks: i16,
     topic: Option<&crate::topics::Topic>,
     index: i32,
     records: Option<bytes::Bytes>,
@@ -151,10 +153,23 @@ fn prepare(
         };
         ApiError::new(code, e.to_string())
     })?;
+    let producer = (valid.producer_id >= 0).then(|| ProducerBatch {
+        producer_id: valid.producer_id,
+        epoch: valid.producer_epoch,
+        first_seq: valid.base_sequence,
+        last_seq: increment_seq(valid.base_sequence, valid.record_count - 1),
+    });
+    if producer.is_some() && acks != -1 {
+        return Err(ApiError::new(
+            ResponseError::InvalidRequiredAcks,
+            "idempotent producers must use acks=all (-1)",
+        ));
+    }
     Ok(AppendItem {
         partition: partition.clone(),
         batch: valid.bytes,
         record_count: valid.record_count,
         max_timestamp: valid.max_timestamp,
+        producer,
     })
 }

@@ -12,6 +12,7 @@
 
 pub mod lmdb;
 mod partition;
+pub mod producers;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
@@ -57,6 +58,10 @@ pub enum StoreError {
         log_start: i64,
         next: i64,
     },
+    #[error("out of order sequence number: expected {expected}, got {got}")]
+    OutOfOrderSequence { expected: i32, got: i32 },
+    #[error("producer epoch {got} is older than the current epoch {current}")]
+    ProducerFenced { current: i16, got: i16 },
     #[error("storage failure: {0}")]
     Io(String),
     #[error("the store is shutting down")]
@@ -76,6 +81,8 @@ pub struct AppendItem {
     pub batch: Bytes,
     pub record_count: i32,
     pub max_timestamp: i64,
+    /// Set for batches of idempotent producers: checked and deduplicated on append.
+    pub producer: Option<producers::ProducerBatch>,
 }
 
 /// Where an appended batch landed.
@@ -136,6 +143,9 @@ pub trait LogStore: Send + Sync {
     ) -> Pending<Result<Truncated, StoreError>>;
     /// The log start retention wants for this partition (>= the current one). Blocking.
     fn retention_point(&self, id: PartitionId, policy: Retention) -> Result<i64, StoreError>;
+    /// Forgets idempotent-producer state not appended to since `before_ms` (Kafka's
+    /// `producer.id.expiration.ms`). Returns how many entries were removed.
+    fn expire_producers(&self, before_ms: i64) -> Pending<Result<usize, StoreError>>;
     /// Bytes of the disk budget, and bytes LMDB has in use (high-water mark of the file).
     fn disk_usage(&self) -> DiskUsage;
 }
@@ -180,6 +190,8 @@ pub struct TopicRecord {
 pub trait MetaStore: Send + Sync {
     /// All topics, at start-up.
     fn load_topics(&self) -> Result<Vec<TopicRecord>, StoreError>;
+    /// A fresh producer id for InitProducerId; never handed out twice.
+    fn next_producer_id(&self) -> Pending<Result<i64, StoreError>>;
     /// A fresh internal topic number.
     fn next_topic_num(&self) -> Pending<Result<u32, StoreError>>;
     /// Creates or updates a topic and creates its missing partitions.

@@ -18,6 +18,8 @@ const LAST_OFFSET_DELTA: usize = 23;
 const BASE_TIMESTAMP: usize = 27;
 const MAX_TIMESTAMP: usize = 35;
 const PRODUCER_ID: usize = 43;
+const PRODUCER_EPOCH: usize = 51;
+const BASE_SEQUENCE: usize = 53;
 const RECORD_COUNT: usize = 57;
 
 /// Why a produced batch is refused. Each maps to the Kafka error code clients expect.
@@ -47,7 +49,10 @@ pub struct ValidBatch {
     pub bytes: Bytes,
     pub record_count: i32,
     pub max_timestamp: i64,
+    /// Idempotence facts; `producer_id` is -1 for a plain batch.
     pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
 }
 
 fn i32_at(b: &[u8], at: usize) -> i32 {
@@ -106,11 +111,15 @@ pub fn validate(bytes: Bytes) -> Result<ValidBatch, BatchError> {
     }
     let max_timestamp = i64_at(b, MAX_TIMESTAMP).max(i64_at(b, BASE_TIMESTAMP));
     let producer_id = i64_at(b, PRODUCER_ID);
+    let producer_epoch = i16::from_be_bytes([b[PRODUCER_EPOCH], b[PRODUCER_EPOCH + 1]]);
+    let base_sequence = i32_at(b, BASE_SEQUENCE);
     Ok(ValidBatch {
         bytes,
         record_count: count,
         max_timestamp,
         producer_id,
+        producer_epoch,
+        base_sequence,
     })
 }
 

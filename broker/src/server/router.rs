@@ -48,6 +48,7 @@ pub const SUPPORTED: &[Api] = &[
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DescribeCluster, 0, 1),
+    api(ApiKey::InitProducerId, 0, 4),
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static Api> {
@@ -175,6 +176,9 @@ pub async fn dispatch(ctx: &Ctx, req: Request) -> Result<Option<Bytes>, RouteErr
         RequestKind::DescribeConfigs(req) => encode(&raw, &handlers::configs::describe(ctx, req)),
         RequestKind::IncrementalAlterConfigs(req) => {
             encode(&raw, &handlers::configs::alter(ctx, req).await)
+        }
+        RequestKind::InitProducerId(req) => {
+            encode(&raw, &handlers::init_producer_id::handle(ctx, req).await)
         }
         RequestKind::DescribeCluster(req) => {
             encode(&raw, &handlers::describe_cluster::handle(ctx, req))

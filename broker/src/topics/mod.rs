@@ -63,6 +63,8 @@ impl From<StoreError> for ApiError {
         let code = match e {
             StoreError::UnknownPartition(_) => ResponseError::UnknownTopicOrPartition,
             StoreError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+            StoreError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
+            StoreError::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
             StoreError::DiskFull { .. } | StoreError::Io(_) | StoreError::Closed => {
                 ResponseError::KafkaStorageError
             }

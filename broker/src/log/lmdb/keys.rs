@@ -59,6 +59,22 @@ pub fn timestamp_of(key: &[u8]) -> i64 {
     (u64::from_be_bytes(a) ^ (1 << 63)) as i64
 }
 
+/// `producers` key: the producer id (never negative for a stored state).
+pub fn producer(id: PartitionId, producer_id: i64) -> [u8; KEY_LEN] {
+    with_suffix(id, producer_id.max(0) as u64)
+}
+
+pub fn producer_end(id: PartitionId) -> [u8; KEY_LEN] {
+    with_suffix(id, u64::MAX)
+}
+
+/// The 8-byte suffix of a 16-byte key.
+pub fn suffix_of(key: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(
+        key.get(PREFIX_LEN..KEY_LEN)?.try_into().ok()?,
+    ))
+}
+
 /// The inclusive key range `start..=end`, in the form heed accepts for unsized keys.
 pub fn span<'a>(start: &'a [u8], end: &'a [u8]) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
     (Bound::Included(start), Bound::Included(end))

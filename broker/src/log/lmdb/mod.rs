@@ -1,9 +1,11 @@
 //! The LMDB implementation of [`LogStore`] and [`MetaStore`].
 //!
-//! One environment holds five databases: `batches` (partition prefix + base offset → the
+//! One environment holds six databases: `batches` (partition prefix + base offset → the
 //! batch as received), `time_index` (partition prefix + running max timestamp → base offset,
 //! monotonic like Kafka's time index), `partitions` (partition prefix → [`PartitionMeta`]),
-//! `topics` (name → [`TopicRecord`] as JSON) and `meta` (cluster id, topic counter).
+//! `producers` (partition prefix + producer id → idempotence state, written in the same
+//! transaction as the producer's batch), `topics` (name → [`TopicRecord`] as JSON) and `meta`
+//! (cluster id, topic and producer id counters).
 //!
 //! Reads run on the caller's thread in their own read transaction. All writes go through
 //! one writer thread ([`writer`]) that group-commits: one transaction and one fsync for
@@ -41,6 +43,7 @@ pub(crate) struct Dbs {
     batches: Db,
     time_index: Db,
     partitions: Db,
+    producers: Db,
     topics: Db,
     meta: Db,
 }
@@ -171,18 +174,21 @@ fn create_databases(env: &Env<WithoutTls>) -> Result<Dbs, StoreError> {
             db("batches")?,
             db("time_index")?,
             db("partitions")?,
+            db("producers")?,
             db("topics")?,
             db("meta")?,
         );
         Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit(all))
     })?;
-    let CommitOrAbort::Commit((batches, time_index, partitions, topics, meta)) = created else {
+    let CommitOrAbort::Commit((batches, time_index, partitions, producers, topics, meta)) = created
+    else {
         return Err(StoreError::Io("creating LMDB databases was aborted".into()));
     };
     Ok(Dbs {
         batches,
         time_index,
         partitions,
+        producers,
         topics,
         meta,
     })
@@ -270,6 +276,10 @@ impl LogStore for LmdbStore {
         reads::retention_point(&self.shared, id, policy)
     }
 
+    fn expire_producers(&self, before_ms: i64) -> Pending<Result<usize, StoreError>> {
+        self.send(|reply| Op::ExpireProducers { before_ms, reply })
+    }
+
     fn disk_usage(&self) -> DiskUsage {
         self.shared.disk_usage()
     }
@@ -288,6 +298,10 @@ impl MetaStore for LmdbStore {
             );
         }
         Ok(out)
+    }
+
+    fn next_producer_id(&self) -> Pending<Result<i64, StoreError>> {
+        self.send(|reply| Op::NextProducerId { reply })
     }
 
     fn next_topic_num(&self) -> Pending<Result<u32, StoreError>> {

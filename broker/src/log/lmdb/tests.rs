@@ -24,6 +24,7 @@ fn item(part: &Arc<PartitionLog>, n: i32, ts0: i64) -> AppendItem {
         batch: valid.bytes,
         record_count: valid.record_count,
         max_timestamp: valid.max_timestamp,
+        producer: None,
     }
 }
 
@@ -206,5 +207,86 @@ fn full_budget_refuses_appends_but_deletes_still_work() {
         again[0].is_ok(),
         "space is reused after deletion: {:?}",
         again[0]
+    );
+}
+
+#[test]
+fn idempotent_retries_get_their_original_offset_even_after_reopen() {
+    use crate::log::producers::ProducerBatch;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let producer = |first_seq| {
+        Some(ProducerBatch {
+            producer_id: 42,
+            epoch: 0,
+            first_seq,
+            last_seq: first_seq + 2,
+        })
+    };
+    let with = |part: &Arc<PartitionLog>, first_seq| AppendItem {
+        producer: producer(first_seq),
+        ..item(part, 3, 0)
+    };
+    {
+        let store = open(dir.path());
+        store
+            .put_topic(topic(1, 1))
+            .blocking_recv()
+            .expect("reply")
+            .expect("put");
+        let p = store.partition(id(1, 0)).expect("partition");
+        let first = store
+            .append(vec![with(&p, 0), with(&p, 3)])
+            .blocking_recv()
+            .expect("reply");
+        assert_eq!(first[1].as_ref().expect("ok").base_offset, 3);
+        // The same batch again in one group: a duplicate, not a new append.
+        let again = store
+            .append(vec![with(&p, 0)])
+            .blocking_recv()
+            .expect("reply");
+        assert_eq!(again[0].as_ref().expect("dup").base_offset, 0);
+        assert_eq!(p.next_offset(), 6);
+    }
+    let store = open(dir.path());
+    let p = store.partition(id(1, 0)).expect("partition");
+    let retry = store
+        .append(vec![with(&p, 3)])
+        .blocking_recv()
+        .expect("reply");
+    assert_eq!(retry[0].as_ref().expect("dup after reopen").base_offset, 3);
+    let gap = store
+        .append(vec![with(&p, 9)])
+        .blocking_recv()
+        .expect("reply");
+    assert!(matches!(
+        gap[0],
+        Err(StoreError::OutOfOrderSequence {
+            expected: 6,
+            got: 9
+        })
+    ));
+    let stale = AppendItem {
+        producer: Some(ProducerBatch {
+            epoch: -1,
+            ..producer(6).expect("batch")
+        }),
+        ..item(&p, 3, 0)
+    };
+    let fenced = store.append(vec![stale]).blocking_recv().expect("reply");
+    assert!(matches!(fenced[0], Err(StoreError::ProducerFenced { .. })));
+    assert_eq!(p.next_offset(), 6, "nothing appended by refused batches");
+    let expired = store
+        .expire_producers(i64::MAX)
+        .blocking_recv()
+        .expect("reply")
+        .expect("expire");
+    assert_eq!(expired, 1);
+    let fresh = store
+        .append(vec![with(&p, 9)])
+        .blocking_recv()
+        .expect("reply");
+    assert!(
+        fresh[0].is_ok(),
+        "a producer without state may start anywhere"
     );
 }

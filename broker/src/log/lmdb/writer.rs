@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use super::budget::{self, Budget};
 use super::{Shared, keys};
 use crate::log::partition::PartitionMeta;
+use crate::log::producers::{self, ProducerState, Verdict};
 use crate::log::{
     AppendItem, Appended, PartitionId, PartitionLog, StoreError, TopicRecord, Truncated,
 };
@@ -44,6 +45,13 @@ pub enum Op {
     NextTopicNum {
         reply: Reply<Result<u32, StoreError>>,
     },
+    NextProducerId {
+        reply: Reply<Result<i64, StoreError>>,
+    },
+    ExpireProducers {
+        before_ms: i64,
+        reply: Reply<Result<usize, StoreError>>,
+    },
     PutTopic {
         topic: TopicRecord,
         reply: Reply<Result<(), StoreError>>,
@@ -62,6 +70,8 @@ enum Outcome {
     Append(Vec<Result<Appended, StoreError>>),
     Truncate(Result<Truncated, StoreError>),
     TopicNum(u32),
+    ProducerId(i64),
+    Expired(usize),
     Done,
 }
 
@@ -90,8 +100,14 @@ struct Writer {
     /// Partitions created / removed by the open transaction.
     created: Vec<PartitionId>,
     removed: Vec<PartitionId>,
+    /// Committed idempotent-producer states read so far, and those the open transaction
+    /// changed (`None`: removed).
+    producers: HashMap<ProducerKey, ProducerState>,
+    dirty_producers: HashMap<ProducerKey, Option<ProducerState>>,
     commits: u64,
 }
+
+type ProducerKey = (PartitionId, i64);
 
 pub fn spawn(
     shared: Arc<Shared>,
@@ -108,6 +124,8 @@ pub fn spawn(
         dirty: HashMap::new(),
         created: Vec::new(),
         removed: Vec::new(),
+        producers: HashMap::new(),
+        dirty_producers: HashMap::new(),
         commits: 0,
     };
     std::thread::Builder::new()
@@ -259,6 +277,7 @@ impl Writer {
         self.dirty.clear();
         self.created.clear();
         self.removed.clear();
+        self.dirty_producers.clear();
         let env = self.shared.env.clone();
         let mut txn = env.write_txn()?;
         let mut outcomes = Vec::with_capacity(ops.len());
@@ -271,6 +290,19 @@ impl Writer {
                     .dbs
                     .partitions
                     .put(&mut txn, &keys::prefix(*id), &meta.encode())?;
+            }
+        }
+        for ((id, pid), state) in &self.dirty_producers {
+            let key = keys::producer(*id, *pid);
+            match state {
+                Some(state) => self
+                    .shared
+                    .dbs
+                    .producers
+                    .put(&mut txn, &key, &state.encode())?,
+                None => {
+                    self.shared.dbs.producers.delete(&mut txn, &key)?;
+                }
             }
         }
         txn.commit()?;
@@ -300,6 +332,18 @@ impl Writer {
                     .unwrap_or(1);
                 meta.put(txn, b"next_topic_num", &(next + 1).to_be_bytes())?;
                 Outcome::TopicNum(next)
+            }
+            Op::NextProducerId { .. } => {
+                let meta = self.shared.dbs.meta;
+                let next = meta
+                    .get(txn, b"next_producer_id")?
+                    .and_then(|v| v.try_into().ok().map(i64::from_be_bytes))
+                    .unwrap_or(0);
+                meta.put(txn, b"next_producer_id", &(next + 1).to_be_bytes())?;
+                Outcome::ProducerId(next)
+            }
+            Op::ExpireProducers { before_ms, .. } => {
+                Outcome::Expired(self.expire(txn, *before_ms)?)
             }
             Op::PutTopic { topic, .. } => {
                 self.put_topic(txn, topic)?;
@@ -335,6 +379,29 @@ impl Writer {
         }
         let mut meta = self.meta(&item.partition);
         let base = meta.next_offset;
+        if let Some(producer) = &item.producer {
+            let key = (id, producer.producer_id);
+            let state = self.producer_state(txn, key)?;
+            match producers::check(state.as_ref(), producer) {
+                Verdict::Append => {
+                    let next = producers::appended(state, producer, base, now_ms());
+                    self.dirty_producers.insert(key, Some(next));
+                }
+                Verdict::Duplicate(offset) => {
+                    tracing::debug!(partition = %id, producer_id = producer.producer_id, base_sequence = producer.first_seq, offset, "duplicate batch acknowledged with its original offset");
+                    return Ok(Ok(Appended {
+                        base_offset: offset,
+                        log_start: meta.log_start,
+                    }));
+                }
+                Verdict::OutOfOrder { expected, got } => {
+                    return Ok(Err(StoreError::OutOfOrderSequence { expected, got }));
+                }
+                Verdict::Fenced { current, got } => {
+                    return Ok(Err(StoreError::ProducerFenced { current, got }));
+                }
+            }
+        }
         let stored = batch::with_offset(&item.batch, base, 0);
         let dbs = self.shared.dbs;
         dbs.batches.put(txn, &keys::batch(id, base), &stored)?;
@@ -353,6 +420,48 @@ impl Writer {
             base_offset: base,
             log_start: meta.log_start,
         }))
+    }
+
+    /// A producer's state as of the open transaction.
+    fn producer_state(
+        &mut self,
+        txn: &RwTxn<'_>,
+        key: ProducerKey,
+    ) -> Result<Option<ProducerState>, TxnError> {
+        if let Some(state) = self.dirty_producers.get(&key) {
+            return Ok(state.clone());
+        }
+        if let Some(state) = self.producers.get(&key) {
+            return Ok(Some(state.clone()));
+        }
+        let stored = self
+            .shared
+            .dbs
+            .producers
+            .get(txn, &keys::producer(key.0, key.1))?
+            .and_then(ProducerState::decode);
+        if let Some(state) = &stored {
+            self.producers.insert(key, state.clone());
+        }
+        Ok(stored)
+    }
+
+    /// Removes producer states last appended to before `before_ms`.
+    fn expire(&mut self, txn: &mut RwTxn<'_>, before_ms: i64) -> Result<usize, TxnError> {
+        let mut doomed = Vec::new();
+        for entry in self.shared.dbs.producers.iter(txn)? {
+            let (key, value) = entry?;
+            let old = ProducerState::decode(value).is_none_or(|s| s.last_append_ms < before_ms);
+            if let (true, Some(id), Some(pid)) =
+                (old, keys::partition_of(key), keys::suffix_of(key))
+            {
+                doomed.push((id, pid as i64));
+            }
+        }
+        for key in &doomed {
+            self.dirty_producers.insert(*key, None);
+        }
+        Ok(doomed.len())
     }
 
     fn truncate(
@@ -478,6 +587,12 @@ impl Writer {
                 }
             }
         }
+        for (key, state) in self.dirty_producers.drain() {
+            match state {
+                Some(state) => self.producers.insert(key, state),
+                None => self.producers.remove(&key),
+            };
+        }
         self.commits += 1;
         self.shared.changes.send_replace(self.commits);
         for (op, outcome) in ops.into_iter().zip(outcomes) {
@@ -528,6 +643,10 @@ impl Writer {
             let (start, end) = (keys::time(id, i64::MIN), keys::time_end(id));
             dbs.time_index
                 .delete_range(&mut txn, &keys::span(&start, &end))?;
+            let (start, end) = (keys::producer(id, 0), keys::producer_end(id));
+            dbs.producers
+                .delete_range(&mut txn, &keys::span(&start, &end))?;
+            self.producers.retain(|(p, _), _| *p != id);
             dbs.partitions.delete(&mut txn, &keys::prefix(id))?;
         }
         txn.commit()?;
@@ -548,6 +667,12 @@ fn answer(op: Op, outcome: Outcome) {
             let _ = reply.send(result);
         }
         (Op::NextTopicNum { reply }, Outcome::TopicNum(n)) => {
+            let _ = reply.send(Ok(n));
+        }
+        (Op::NextProducerId { reply }, Outcome::ProducerId(id)) => {
+            let _ = reply.send(Ok(id));
+        }
+        (Op::ExpireProducers { reply, .. }, Outcome::Expired(n)) => {
             let _ = reply.send(Ok(n));
         }
         (Op::PutTopic { reply, .. }, _) | (Op::DeleteTopic { reply, .. }, _) => {
@@ -571,6 +696,12 @@ fn fail(op: Op, err: StoreError) {
         Op::NextTopicNum { reply } => {
             let _ = reply.send(Err(err));
         }
+        Op::NextProducerId { reply } => {
+            let _ = reply.send(Err(err));
+        }
+        Op::ExpireProducers { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
         Op::PutTopic { reply, .. } | Op::DeleteTopic { reply, .. } => {
             let _ = reply.send(Err(err));
         }
@@ -578,4 +709,11 @@ fn fail(op: Op, err: StoreError) {
             let _ = reply.send(());
         }
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

@@ -1,0 +1,34 @@
+//! InitProducerId for idempotent producers: a fresh producer id with epoch 0, as Kafka does
+//! for requests without a transactional id. Transactions are not supported: a request with a
+//! transactional id is refused with INVALID_REQUEST (InitProducerId has no error message
+//! field), and the transaction APIs are not advertised.
+
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use super::Ctx;
+use crate::log::wait;
+
+pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    let refused = |code: ResponseError| {
+        InitProducerIdResponse::default()
+            .with_error_code(code.code())
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    };
+    if req.transactional_id.is_some() {
+        tracing::info!(
+            "InitProducerId with a transactional id refused: transactions are not supported"
+        );
+        return refused(ResponseError::InvalidRequest);
+    }
+    match wait(ctx.meta.next_producer_id()).await {
+        Ok(Ok(id)) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(0),
+        Ok(Err(e)) | Err(e) => {
+            tracing::warn!(error = %e, "cannot allocate a producer id");
+            refused(ResponseError::CoordinatorNotAvailable)
+        }
+    }
+}
