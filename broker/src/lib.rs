@@ -6,6 +6,7 @@
 
 pub mod alloc;
 pub mod config;
+pub mod group;
 pub mod handlers;
 pub mod log;
 pub mod protocol;
@@ -23,7 +24,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::handlers::Ctx;
 use crate::log::lmdb::LmdbStore;
-use crate::log::{LogStore, MetaStore, StoreError};
+use crate::log::{LogStore, MetaStore, OffsetStore, StoreError};
 use crate::topics::TopicRegistry;
 
 /// Unit tests decode hostile frames too; they need the same allocator as the binary.
@@ -78,6 +79,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let topics =
         TopicRegistry::load(meta.clone(), log.clone(), config.topics.clone()).map_err(store_err)?;
     let budget = log.disk_usage();
+    let offsets: Arc<dyn OffsetStore> = store.clone();
+    // Groups known only from their committed offsets are listed (state Empty) after a restart.
+    let known_groups = offsets.offset_groups().map_err(store_err)?;
+    let groups = group::GroupCoordinator::new(
+        group::GroupLimits {
+            min_session_timeout_ms: config.groups.min_session_timeout_ms,
+            max_session_timeout_ms: config.groups.max_session_timeout_ms,
+            initial_rebalance_delay_ms: config.groups.initial_rebalance_delay_ms,
+        },
+        known_groups,
+    );
     let ctx = Arc::new(Ctx {
         changes: store.changes(),
         cluster_id: meta.cluster_id(),
@@ -86,7 +98,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         config: Arc::new(config),
         log,
         meta: meta.clone(),
+        offsets,
         topics: Arc::new(topics),
+        groups: Arc::new(groups),
         shutdown: shutdown.clone(),
     });
     tracing::info!(
@@ -98,6 +112,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     );
     let tracker = TaskTracker::new();
     tracker.spawn(retention::run(ctx.clone()));
+    tracker.spawn(ctx.groups.clone().sweep(shutdown.clone()));
     server::accept_loop(ctx.clone(), listener, tracker.clone()).await;
     tracing::info!("shutting down: draining in-flight requests");
     tracker.close();

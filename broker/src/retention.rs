@@ -3,13 +3,19 @@
 //! partition would still hold at least `retention.bytes` without them (Kafka's rule).
 //! Deletion goes through the store in bounded chunks, so produce and fetch keep flowing.
 //! Each pass also forgets idempotent-producer state idle for longer than
-//! [`PRODUCER_ID_EXPIRATION_MS`] (Kafka's `producer.id.expiration.ms` default).
+//! [`PRODUCER_ID_EXPIRATION_MS`] (Kafka's `producer.id.expiration.ms` default), and deletes
+//! the committed offsets of groups that have no members and whose newest commit is older
+//! than `groups.offsets_retention_minutes` (Kafka's `offsets.retention.minutes`); the
+//! coordinator then forgets such a group. Groups with members never lose offsets here.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::handlers::{Ctx, blocking};
 use crate::log::{self, Retention};
+
+/// One minute.
+const MINUTE_MS: i64 = 60_000;
 
 /// Idle time after which a producer's sequence state is dropped; a producer returning later
 /// starts afresh (any sequence is accepted from a producer with no state).
@@ -38,6 +44,7 @@ pub async fn enforce(ctx: &Ctx) {
         Ok(Ok(n)) => tracing::info!(expired = n, "forgot idle idempotent producers"),
         Ok(Err(e)) | Err(e) => tracing::warn!(error = %e, "producer expiry failed"),
     }
+    expire_offsets(ctx, now).await;
     for topic in ctx.topics.list() {
         let c = &topic.config;
         let policy = Retention {
@@ -75,5 +82,35 @@ pub async fn enforce(ctx: &Ctx) {
                 }
             }
         }
+    }
+}
+
+/// Deletes the offsets of empty groups whose newest commit is older than the retention.
+async fn expire_offsets(ctx: &Ctx, now: i64) {
+    let minutes = i64::try_from(ctx.config.groups.offsets_retention_minutes).unwrap_or(i64::MAX);
+    let before = now.saturating_sub(minutes.saturating_mul(MINUTE_MS));
+    let store = ctx.offsets.clone();
+    let groups = match blocking(move || store.offset_groups()).await {
+        Ok(groups) => groups,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list groups for offset expiry");
+            return;
+        }
+    };
+    let empty: Vec<String> = groups
+        .into_iter()
+        .filter(|g| ctx.groups.is_empty(g))
+        .collect();
+    if empty.is_empty() {
+        return;
+    }
+    match log::wait(ctx.offsets.expire_offsets(empty, before)).await {
+        Ok(Ok(expired)) => {
+            for group in expired {
+                ctx.groups.forget_if_empty(&group);
+                tracing::info!(group_id = group, "expired committed offsets of empty group");
+            }
+        }
+        Ok(Err(e)) | Err(e) => tracing::warn!(error = %e, "offset expiry failed"),
     }
 }

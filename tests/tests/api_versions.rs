@@ -86,15 +86,25 @@ fn given_api_versions_v0_when_asked_should_list_every_served_api_and_produce_fro
         "Produce advertised from v{}",
         produce.min_version
     );
-    // Idempotent producers are served; transactions are not and must not be advertised.
-    ensure!(
-        apis.iter()
-            .any(|a| a.api_key == ApiKey::InitProducerId as i16),
-        "InitProducerId is not advertised"
-    );
-    // Not served yet: consumer groups (FindCoordinator, JoinGroup, OffsetCommit) and the
-    // transaction APIs (AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit).
-    for key in [10_i16, 11, 8, 24, 25, 26, 28] {
+    // Idempotent producers and consumer groups are served.
+    for key in [
+        ApiKey::InitProducerId,
+        ApiKey::FindCoordinator,
+        ApiKey::JoinGroup,
+        ApiKey::SyncGroup,
+        ApiKey::Heartbeat,
+        ApiKey::LeaveGroup,
+        ApiKey::OffsetCommit,
+        ApiKey::OffsetFetch,
+    ] {
+        ensure!(
+            apis.iter().any(|a| a.api_key == key as i16),
+            "{key:?} is not advertised"
+        );
+    }
+    // Transactions are not, and must not be advertised (AddPartitionsToTxn, AddOffsetsToTxn,
+    // EndTxn, TxnOffsetCommit).
+    for key in [24_i16, 25, 26, 28] {
         ensure!(
             apis.iter().all(|a| a.api_key != key),
             "api key {key} is advertised but not served"

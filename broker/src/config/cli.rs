@@ -54,6 +54,15 @@ pub struct Args {
     /// Largest record batch in bytes [topics.max_message_bytes].
     #[arg(long, env = "RUNNEL_MAX_MESSAGE_BYTES")]
     pub max_message_bytes: Option<i32>,
+    /// First-rebalance delay of new groups in ms [groups.initial_rebalance_delay_ms].
+    #[arg(long, env = "RUNNEL_GROUP_INITIAL_REBALANCE_DELAY_MS")]
+    pub group_initial_rebalance_delay_ms: Option<u64>,
+    /// Smallest session timeout a consumer may ask for [groups.min_session_timeout_ms].
+    #[arg(long, env = "RUNNEL_GROUP_MIN_SESSION_TIMEOUT_MS")]
+    pub group_min_session_timeout_ms: Option<i32>,
+    /// Committed offsets of empty groups expire after this [groups.offsets_retention_minutes].
+    #[arg(long, env = "RUNNEL_OFFSETS_RETENTION_MINUTES")]
+    pub offsets_retention_minutes: Option<u64>,
     /// Log filter, e.g. `info` or `runnel=debug` [log.level].
     #[arg(long, env = "RUNNEL_LOG_LEVEL")]
     pub log_level: Option<String>,
@@ -91,6 +100,19 @@ impl Args {
         set(&mut t.retention_ms, &self.retention_ms);
         set(&mut t.retention_bytes, &self.retention_bytes);
         set(&mut t.max_message_bytes, &self.max_message_bytes);
+        let g = &mut config.groups;
+        set(
+            &mut g.initial_rebalance_delay_ms,
+            &self.group_initial_rebalance_delay_ms,
+        );
+        set(
+            &mut g.min_session_timeout_ms,
+            &self.group_min_session_timeout_ms,
+        );
+        set(
+            &mut g.offsets_retention_minutes,
+            &self.offsets_retention_minutes,
+        );
         set(&mut config.log.level, &self.log_level);
     }
 }

@@ -3,7 +3,7 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use super::{LogConfig, ServerConfig, StorageConfig, TopicDefaults};
+use super::{GroupConfig, LogConfig, ServerConfig, StorageConfig, TopicDefaults};
 
 pub const DEFAULT_PORT: u16 = 9092;
 /// Kafka's `socket.request.max.bytes`.
@@ -45,6 +45,17 @@ impl Default for TopicDefaults {
             retention_ms: RETENTION_MS,
             retention_bytes: -1,
             max_message_bytes: MAX_MESSAGE_BYTES,
+        }
+    }
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            min_session_timeout_ms: 6_000,
+            max_session_timeout_ms: 1_800_000,
+            initial_rebalance_delay_ms: 3_000,
+            offsets_retention_minutes: 10_080,
         }
     }
 }

@@ -26,6 +26,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
     pub topics: TopicDefaults,
+    pub groups: GroupConfig,
     pub log: LogConfig,
 }
 
@@ -72,6 +73,21 @@ pub struct TopicDefaults {
     pub retention_bytes: i64,
     /// `message.max.bytes`: largest record batch accepted.
     pub max_message_bytes: i32,
+}
+
+/// Consumer-group coordinator settings (Kafka's `group.*` and `offsets.*` broker configs).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GroupConfig {
+    /// `group.min.session.timeout.ms`.
+    pub min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`.
+    pub max_session_timeout_ms: i32,
+    /// `group.initial.rebalance.delay.ms`: a new group's first rebalance waits this long
+    /// for more members.
+    pub initial_rebalance_delay_ms: u64,
+    /// `offsets.retention.minutes`: committed offsets of an empty group expire after this.
+    pub offsets_retention_minutes: u64,
 }
 
 /// Logging.

@@ -80,6 +80,19 @@ impl Config {
         if t.max_message_bytes < 64 {
             return Err(invalid("topics.max_message_bytes", "must be at least 64"));
         }
+        let g = &self.groups;
+        if g.min_session_timeout_ms < 1 {
+            return Err(invalid("groups.min_session_timeout_ms", "must be > 0"));
+        }
+        if g.max_session_timeout_ms < g.min_session_timeout_ms {
+            return Err(invalid(
+                "groups.max_session_timeout_ms",
+                "must be >= groups.min_session_timeout_ms",
+            ));
+        }
+        if g.offsets_retention_minutes == 0 {
+            return Err(invalid("groups.offsets_retention_minutes", "must be > 0"));
+        }
         if self.log.level.trim().is_empty() {
             return Err(invalid("log.level", "must not be empty"));
         }

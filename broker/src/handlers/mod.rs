@@ -7,9 +7,11 @@ pub mod configs;
 pub mod delete_records;
 pub mod describe_cluster;
 pub mod fetch;
+pub mod groups;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offsets;
 pub mod produce;
 pub mod topics;
 
@@ -21,7 +23,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::log::{LogStore, MetaStore, StoreError};
+use crate::group::GroupCoordinator;
+use crate::log::{LogStore, MetaStore, OffsetStore, StoreError};
 use crate::topics::TopicRegistry;
 
 /// What every handler may use. Cheap to share: everything inside is behind `Arc`.
@@ -29,7 +32,10 @@ pub struct Ctx {
     pub config: Arc<Config>,
     pub log: Arc<dyn LogStore>,
     pub meta: Arc<dyn MetaStore>,
+    /// Consumer groups' committed offsets.
+    pub offsets: Arc<dyn OffsetStore>,
     pub topics: Arc<TopicRegistry>,
+    pub groups: Arc<GroupCoordinator>,
     /// Bumped after every storage commit; long-poll fetches wait on it.
     pub changes: watch::Receiver<u64>,
     pub cluster_id: String,

@@ -1,14 +1,17 @@
-//! The partition log: what is stored, behind two narrow traits.
+//! The partition log: what is stored, behind three narrow traits.
 //!
 //! [`LogStore`] owns record batches: append (durable before the returned [`Pending`]
 //! resolves), read a range, look up offsets by time, truncate the front. [`MetaStore`] owns
-//! topic definitions. Both are implemented by [`lmdb::LmdbStore`]. The traits are object
-//! safe so handlers hold `Arc<dyn …>` and never see LMDB.
+//! topic definitions. [`OffsetStore`] owns consumer groups' committed offsets. All are
+//! implemented by [`lmdb::LmdbStore`]. The traits are object safe so handlers hold
+//! `Arc<dyn …>` and never see LMDB.
 //!
 //! Invariants every implementation keeps:
 //! - offsets in a partition are dense and strictly increasing from 0; `log_start <= next`;
 //! - an append is visible to readers (and counted in `next_offset`) only once durable;
-//! - batches are returned byte-for-byte as appended, except `baseOffset`/`partitionLeaderEpoch`.
+//! - batches are returned byte-for-byte as appended, except `baseOffset`/`partitionLeaderEpoch`;
+//! - a committed offset is visible to readers only once durable, and a batch of commits
+//!   becomes durable all together or not at all.
 
 pub mod lmdb;
 mod partition;
@@ -200,4 +203,67 @@ pub trait MetaStore: Send + Sync {
     fn delete_topic(&self, topic: TopicRecord) -> Pending<Result<(), StoreError>>;
     /// The cluster id, created on first start.
     fn cluster_id(&self) -> String;
+}
+
+/// Longest group id whose offsets can be stored: LMDB keys are at most 511 bytes, and an
+/// offset key holds the group id, a topic name (at most 249 bytes) and 8 bytes of framing.
+pub const MAX_GROUP_ID_BYTES: usize = 254;
+
+/// A partition named the way consumer groups name it (topic name, not internal number).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+/// One committed offset as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp_ms: i64,
+}
+
+/// One entry of an [`OffsetStore::commit_offsets`] batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    pub group: String,
+    pub partition: TopicPartition,
+    pub offset: CommittedOffset,
+}
+
+/// A group's committed offsets, in key order.
+pub type GroupOffsets = std::collections::BTreeMap<TopicPartition, CommittedOffset>;
+
+/// Consumer groups' committed offsets, keyed by (group id, topic name, partition).
+///
+/// Writes resolve once durable; reads are blocking (call them from a blocking thread).
+/// Offsets of a deleted topic are removed with the topic.
+pub trait OffsetStore: Send + Sync {
+    /// Stores every entry (overwriting older commits) in one transaction.
+    fn commit_offsets(&self, commits: Vec<OffsetCommit>) -> Pending<Result<(), StoreError>>;
+    /// The group's offsets: all of them, or those of the given partitions that exist.
+    /// Blocking.
+    fn fetch_offsets(
+        &self,
+        group: &str,
+        only: Option<&[TopicPartition]>,
+    ) -> Result<GroupOffsets, StoreError>;
+    /// Deletes the group's offsets (all, or the given partitions); returns how many went.
+    fn delete_offsets(
+        &self,
+        group: String,
+        only: Option<Vec<TopicPartition>>,
+    ) -> Pending<Result<usize, StoreError>>;
+    /// Every group id that has at least one committed offset, sorted. Blocking.
+    fn offset_groups(&self) -> Result<Vec<String>, StoreError>;
+    /// For each of `groups` (the caller passes only groups allowed to expire), deletes all
+    /// its offsets if its newest commit is older than `before_ms`. Returns the groups whose
+    /// offsets were deleted.
+    fn expire_offsets(
+        &self,
+        groups: Vec<String>,
+        before_ms: i64,
+    ) -> Pending<Result<Vec<String>, StoreError>>;
 }

@@ -49,6 +49,17 @@ pub const SUPPORTED: &[Api] = &[
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DescribeCluster, 0, 1),
     api(ApiKey::InitProducerId, 0, 4),
+    api(ApiKey::FindCoordinator, 0, 4),
+    api(ApiKey::JoinGroup, 0, 9),
+    api(ApiKey::SyncGroup, 0, 5),
+    api(ApiKey::Heartbeat, 0, 4),
+    api(ApiKey::LeaveGroup, 0, 5),
+    api(ApiKey::OffsetCommit, 2, 9),
+    api(ApiKey::OffsetFetch, 1, 9),
+    api(ApiKey::OffsetDelete, 0, 0),
+    api(ApiKey::ListGroups, 0, 5),
+    api(ApiKey::DescribeGroups, 0, 5),
+    api(ApiKey::DeleteGroups, 0, 2),
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static Api> {
@@ -177,6 +188,25 @@ pub async fn dispatch(ctx: &Ctx, req: Request) -> Result<Option<Bytes>, RouteErr
         RequestKind::IncrementalAlterConfigs(req) => {
             encode(&raw, &handlers::configs::alter(ctx, req).await)
         }
+        RequestKind::FindCoordinator(req) => {
+            encode(&raw, &handlers::groups::find_coordinator(ctx, req, v))
+        }
+        RequestKind::JoinGroup(req) => {
+            let client_id = raw.header.client_id.as_ref().map(|c| c.to_string());
+            let client_id = client_id.unwrap_or_default();
+            encode(&raw, &handlers::groups::join(ctx, req, v, &client_id).await)
+        }
+        RequestKind::SyncGroup(req) => encode(&raw, &handlers::groups::sync(ctx, req, v).await),
+        RequestKind::Heartbeat(req) => encode(&raw, &handlers::groups::heartbeat(ctx, req)),
+        RequestKind::LeaveGroup(req) => encode(&raw, &handlers::groups::leave(ctx, req, v)),
+        RequestKind::ListGroups(req) => encode(&raw, &handlers::groups::list(ctx, req, v)),
+        RequestKind::DescribeGroups(req) => encode(&raw, &handlers::groups::describe(ctx, req, v)),
+        RequestKind::DeleteGroups(req) => encode(&raw, &handlers::groups::delete(ctx, req).await),
+        RequestKind::OffsetCommit(req) => {
+            encode(&raw, &handlers::offsets::commit(ctx, req, v).await)
+        }
+        RequestKind::OffsetFetch(req) => encode(&raw, &handlers::offsets::fetch(ctx, req, v).await),
+        RequestKind::OffsetDelete(req) => encode(&raw, &handlers::offsets::delete(ctx, req).await),
         RequestKind::InitProducerId(req) => {
             encode(&raw, &handlers::init_producer_id::handle(ctx, req).await)
         }
@@ -219,7 +249,7 @@ mod tests {
             decode(too_new),
             Err(RouteError::UnsupportedVersion { .. })
         ));
-        let unserved = frame(ApiKey::JoinGroup as i16, 0, &[]);
+        let unserved = frame(ApiKey::EndTxn as i16, 0, &[]);
         assert!(matches!(
             decode(unserved),
             Err(RouteError::UnsupportedApi(_))

@@ -1,6 +1,11 @@
 //! Key layouts. All integers are big-endian so LMDB's byte order is numeric order, and every
 //! key of a partition shares the 8-byte prefix `topic u32 | partition u32`, so a partition is
 //! one contiguous key range.
+//!
+//! Committed offsets are keyed by names instead: `group len u16 | group | topic len u16 |
+//! topic | partition u32`. The length prefixes make any byte string safe (no separator to
+//! collide with), and every key of a group shares the prefix `group len u16 | group`, so a
+//! group is one contiguous key range.
 
 use std::ops::Bound;
 
@@ -84,6 +89,44 @@ pub fn u64_value(v: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(v.try_into().ok()?))
 }
 
+/// LMDB's largest key (its compile-time default `MDB_MAXKEYSIZE`).
+pub const MAX_KEY_LEN: usize = 511;
+
+fn push_name(k: &mut Vec<u8>, name: &str) -> Option<()> {
+    k.extend_from_slice(&u16::try_from(name.len()).ok()?.to_be_bytes());
+    k.extend_from_slice(name.as_bytes());
+    Some(())
+}
+
+/// The key prefix shared by every committed offset of `group`; `None` if too long.
+pub fn group_prefix(group: &str) -> Option<Vec<u8>> {
+    let mut k = Vec::with_capacity(2 + group.len() + 2 + 16 + 4);
+    push_name(&mut k, group)?;
+    (k.len() <= MAX_KEY_LEN).then_some(k)
+}
+
+/// `offsets` key; `None` if the names do not fit a key or the partition is negative.
+pub fn offset(group: &str, topic: &str, partition: i32) -> Option<Vec<u8>> {
+    let mut k = group_prefix(group)?;
+    push_name(&mut k, topic)?;
+    k.extend_from_slice(&u32::try_from(partition).ok()?.to_be_bytes());
+    (k.len() <= MAX_KEY_LEN).then_some(k)
+}
+
+fn take_name(key: &[u8]) -> Option<(&str, &[u8])> {
+    let len = usize::from(u16::from_be_bytes(key.get(..2)?.try_into().ok()?));
+    let name = std::str::from_utf8(key.get(2..2 + len)?).ok()?;
+    Some((name, key.get(2 + len..)?))
+}
+
+/// `(group, topic, partition)` of an `offsets` key.
+pub fn offset_of(key: &[u8]) -> Option<(&str, &str, i32)> {
+    let (group, rest) = take_name(key)?;
+    let (topic, rest) = take_name(rest)?;
+    let partition = i32::try_from(u32::from_be_bytes(rest.try_into().ok()?)).ok()?;
+    Some((group, topic, partition))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,5 +144,21 @@ mod tests {
             assert_eq!(timestamp_of(k), *t);
         }
         assert_eq!(partition_of(&keys[0]), Some(id));
+    }
+
+    #[test]
+    fn offset_keys_round_trip_and_keep_groups_contiguous() {
+        let a = offset("g", "t", 3).expect("key");
+        assert_eq!(offset_of(&a), Some(("g", "t", 3)));
+        // "g" must not be a prefix-match of group "g\0…": the length prefix tells them apart.
+        let tricky = offset("g\0\0", "t", 0).expect("key");
+        let prefix = group_prefix("g").expect("prefix");
+        assert!(a.starts_with(&prefix));
+        assert!(!tricky.starts_with(&prefix));
+        assert_eq!(offset_of(&tricky), Some(("g\0\0", "t", 0)));
+        assert!(offset("g", "t", -1).is_none());
+        assert!(offset(&"g".repeat(300), &"t".repeat(249), 0).is_none());
+        let longest = offset(&"g".repeat(254), &"t".repeat(249), 0).expect("fits");
+        assert_eq!(longest.len(), MAX_KEY_LEN);
     }
 }

@@ -1,11 +1,12 @@
 //! The LMDB implementation of [`LogStore`] and [`MetaStore`].
 //!
-//! One environment holds six databases: `batches` (partition prefix + base offset → the
+//! One environment holds seven databases: `batches` (partition prefix + base offset → the
 //! batch as received), `time_index` (partition prefix + running max timestamp → base offset,
 //! monotonic like Kafka's time index), `partitions` (partition prefix → [`PartitionMeta`]),
 //! `producers` (partition prefix + producer id → idempotence state, written in the same
-//! transaction as the producer's batch), `topics` (name → [`TopicRecord`] as JSON) and `meta`
-//! (cluster id, topic and producer id counters).
+//! transaction as the producer's batch), `topics` (name → [`TopicRecord`] as JSON), `meta`
+//! (cluster id, topic and producer id counters) and `offsets` (group, topic name, partition →
+//! committed offset; see [`offsets`]).
 //!
 //! Reads run on the caller's thread in their own read transaction. All writes go through
 //! one writer thread ([`writer`]) that group-commits: one transaction and one fsync for
@@ -16,6 +17,7 @@
 mod budget;
 mod keys;
 mod lock;
+mod offsets;
 mod reads;
 mod writer;
 
@@ -46,6 +48,7 @@ pub(crate) struct Dbs {
     producers: Db,
     topics: Db,
     meta: Db,
+    offsets: Db,
 }
 
 /// State shared by readers and the writer thread.
@@ -177,10 +180,12 @@ fn create_databases(env: &Env<WithoutTls>) -> Result<Dbs, StoreError> {
             db("producers")?,
             db("topics")?,
             db("meta")?,
+            db("offsets")?,
         );
         Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit(all))
     })?;
-    let CommitOrAbort::Commit((batches, time_index, partitions, producers, topics, meta)) = created
+    let CommitOrAbort::Commit((batches, time_index, partitions, producers, topics, meta, offsets)) =
+        created
     else {
         return Err(StoreError::Io("creating LMDB databases was aborted".into()));
     };
@@ -191,6 +196,7 @@ fn create_databases(env: &Env<WithoutTls>) -> Result<Dbs, StoreError> {
         producers,
         topics,
         meta,
+        offsets,
     })
 }
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use kafka_protocol::records::Compression;
 
 use super::*;
+use crate::log::{CommittedOffset, OffsetCommit, OffsetStore, TopicPartition};
 use crate::protocol::batch;
 
 fn topic(num: u32, partitions: u32) -> TopicRecord {
@@ -289,4 +290,166 @@ fn idempotent_retries_get_their_original_offset_even_after_reopen() {
         fresh[0].is_ok(),
         "a producer without state may start anywhere"
     );
+}
+
+fn tp(topic: &str, partition: i32) -> TopicPartition {
+    TopicPartition {
+        topic: topic.into(),
+        partition,
+    }
+}
+
+fn commit_of(group: &str, topic: &str, partition: i32, offset: i64, ts: i64) -> OffsetCommit {
+    OffsetCommit {
+        group: group.into(),
+        partition: tp(topic, partition),
+        offset: CommittedOffset {
+            offset,
+            leader_epoch: 3,
+            metadata: format!("m{offset}"),
+            commit_timestamp_ms: ts,
+        },
+    }
+}
+
+fn commit_all(store: &LmdbStore, commits: Vec<OffsetCommit>) {
+    store
+        .commit_offsets(commits)
+        .blocking_recv()
+        .expect("reply")
+        .expect("commit");
+}
+
+#[test]
+fn committed_offsets_survive_reopen_and_fetch_by_partition() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let store = open(dir.path());
+        commit_all(
+            &store,
+            vec![
+                commit_of("g1", "a", 0, 10, 1),
+                commit_of("g1", "a", 1, 11, 1),
+                commit_of("g1", "b", 0, 12, 1),
+                commit_of("g2", "a", 0, 20, 1),
+            ],
+        );
+        // A later commit overwrites.
+        commit_all(&store, vec![commit_of("g1", "a", 0, 15, 2)]);
+    }
+    let store = open(dir.path());
+    let all = store.fetch_offsets("g1", None).expect("fetch");
+    let offsets: Vec<_> = all.iter().map(|(k, v)| (k.clone(), v.offset)).collect();
+    assert_eq!(
+        offsets,
+        vec![(tp("a", 0), 15), (tp("a", 1), 11), (tp("b", 0), 12)]
+    );
+    let first = &all[&tp("a", 0)];
+    assert_eq!(first.metadata, "m15");
+    assert_eq!((first.leader_epoch, first.commit_timestamp_ms), (3, 2));
+    let some = store
+        .fetch_offsets("g1", Some(&[tp("b", 0), tp("c", 0)]))
+        .expect("fetch");
+    assert_eq!(some.keys().cloned().collect::<Vec<_>>(), vec![tp("b", 0)]);
+    assert!(
+        store
+            .fetch_offsets("nobody", None)
+            .expect("fetch")
+            .is_empty()
+    );
+    assert_eq!(store.offset_groups().expect("groups"), vec!["g1", "g2"]);
+}
+
+#[test]
+fn group_ids_that_prefix_each_other_stay_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    commit_all(
+        &store,
+        vec![
+            commit_of("g", "t", 0, 1, 1),
+            commit_of("g\0", "t", 0, 2, 1),
+            commit_of("gg", "t", 0, 3, 1),
+            commit_of("", "t", 0, 4, 1),
+        ],
+    );
+    let g = store.fetch_offsets("g", None).expect("fetch");
+    assert_eq!(g.values().map(|o| o.offset).collect::<Vec<_>>(), vec![1]);
+    assert_eq!(
+        store.offset_groups().expect("groups"),
+        vec!["", "g", "g\0", "gg"]
+    );
+    let deleted = store
+        .delete_offsets("g".into(), None)
+        .blocking_recv()
+        .expect("reply")
+        .expect("delete");
+    assert_eq!(deleted, 1);
+    assert_eq!(
+        store.offset_groups().expect("groups"),
+        vec!["", "g\0", "gg"]
+    );
+}
+
+#[test]
+fn a_batch_with_an_unstorable_key_writes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let result = store
+        .commit_offsets(vec![
+            commit_of("g", "t", 0, 1, 1),
+            commit_of(&"x".repeat(600), "t", 0, 1, 1),
+        ])
+        .blocking_recv()
+        .expect("reply");
+    assert!(result.is_err());
+    assert!(store.offset_groups().expect("groups").is_empty());
+}
+
+#[test]
+fn deleting_partitions_expiry_and_topic_deletion_remove_offsets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    let mut t = topic(1, 1);
+    t.name = "a".into();
+    store
+        .put_topic(t.clone())
+        .blocking_recv()
+        .expect("reply")
+        .expect("put");
+    commit_all(
+        &store,
+        vec![
+            commit_of("old", "a", 0, 1, 100),
+            commit_of("old", "b", 0, 1, 100),
+            commit_of("fresh", "a", 0, 1, 100),
+            commit_of("fresh", "b", 0, 1, 900),
+            commit_of("busy", "b", 0, 1, 100),
+        ],
+    );
+    let deleted = store
+        .delete_offsets("fresh".into(), Some(vec![tp("a", 0), tp("zz", 9)]))
+        .blocking_recv()
+        .expect("reply")
+        .expect("delete");
+    assert_eq!(deleted, 1);
+    // "busy" is not offered for expiry (the coordinator says it has members).
+    let expired = store
+        .expire_offsets(vec!["old".into(), "fresh".into(), "none".into()], 500)
+        .blocking_recv()
+        .expect("reply")
+        .expect("expire");
+    assert_eq!(expired, vec!["old"]);
+    assert_eq!(
+        store.offset_groups().expect("groups"),
+        vec!["busy", "fresh"]
+    );
+    commit_all(&store, vec![commit_of("busy", "a", 0, 7, 100)]);
+    store
+        .delete_topic(t)
+        .blocking_recv()
+        .expect("reply")
+        .expect("delete topic");
+    let busy = store.fetch_offsets("busy", None).expect("fetch");
+    assert_eq!(busy.keys().cloned().collect::<Vec<_>>(), vec![tp("b", 0)]);
 }

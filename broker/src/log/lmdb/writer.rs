@@ -5,7 +5,7 @@
 //! answers each operation — so a producer is acknowledged only after its batch is durable.
 //! When a group hits the map limit, the map grows (within the budget) and the group is
 //! retried; at the budget, operations are retried one by one so only appends fail and
-//! deletes may use the reserve. While idle it purges data of deleted topics in small chunks.
+//! deletes may use the reserve (offset commits count as appends there). While idle it purges data of deleted topics in small chunks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,11 +16,12 @@ use heed::RwTxn;
 use tokio::sync::oneshot;
 
 use super::budget::{self, Budget};
-use super::{Shared, keys};
+use super::{Shared, keys, offsets};
 use crate::log::partition::PartitionMeta;
 use crate::log::producers::{self, ProducerState, Verdict};
 use crate::log::{
-    AppendItem, Appended, PartitionId, PartitionLog, StoreError, TopicRecord, Truncated,
+    AppendItem, Appended, OffsetCommit, PartitionId, PartitionLog, StoreError, TopicPartition,
+    TopicRecord, Truncated,
 };
 use crate::protocol::batch;
 
@@ -60,6 +61,20 @@ pub enum Op {
         topic: TopicRecord,
         reply: Reply<Result<(), StoreError>>,
     },
+    CommitOffsets {
+        commits: Vec<OffsetCommit>,
+        reply: Reply<Result<(), StoreError>>,
+    },
+    DeleteOffsets {
+        group: String,
+        only: Option<Vec<TopicPartition>>,
+        reply: Reply<Result<usize, StoreError>>,
+    },
+    ExpireOffsets {
+        groups: Vec<String>,
+        before_ms: i64,
+        reply: Reply<Result<Vec<String>, StoreError>>,
+    },
     Shutdown {
         reply: Reply<()>,
     },
@@ -72,6 +87,9 @@ enum Outcome {
     TopicNum(u32),
     ProducerId(i64),
     Expired(usize),
+    Committed(Result<(), StoreError>),
+    Deleted(usize),
+    Groups(Vec<String>),
     Done,
 }
 
@@ -351,6 +369,7 @@ impl Writer {
             }
             Op::DeleteTopic { topic, .. } => {
                 self.shared.dbs.topics.delete(txn, topic.name.as_bytes())?;
+                offsets::delete_topic(txn, self.shared.dbs.offsets, &topic.name)?;
                 for p in 0..topic.partitions {
                     self.removed.push(PartitionId {
                         topic: topic.num,
@@ -359,6 +378,23 @@ impl Writer {
                 }
                 Outcome::Done
             }
+            Op::CommitOffsets { commits, .. } => {
+                Outcome::Committed(offsets::commit(txn, self.shared.dbs.offsets, commits)?)
+            }
+            Op::DeleteOffsets { group, only, .. } => Outcome::Deleted(offsets::delete(
+                txn,
+                self.shared.dbs.offsets,
+                group,
+                only.as_deref(),
+            )?),
+            Op::ExpireOffsets {
+                groups, before_ms, ..
+            } => Outcome::Groups(offsets::expire(
+                txn,
+                self.shared.dbs.offsets,
+                groups,
+                *before_ms,
+            )?),
             Op::Shutdown { .. } => Outcome::Done,
         })
     }
@@ -655,7 +691,7 @@ impl Writer {
 }
 
 fn is_append(op: &Op) -> bool {
-    matches!(op, Op::Append { .. })
+    matches!(op, Op::Append { .. } | Op::CommitOffsets { .. })
 }
 
 fn answer(op: Op, outcome: Outcome) {
@@ -677,6 +713,15 @@ fn answer(op: Op, outcome: Outcome) {
         }
         (Op::PutTopic { reply, .. }, _) | (Op::DeleteTopic { reply, .. }, _) => {
             let _ = reply.send(Ok(()));
+        }
+        (Op::CommitOffsets { reply, .. }, Outcome::Committed(result)) => {
+            let _ = reply.send(result);
+        }
+        (Op::DeleteOffsets { reply, .. }, Outcome::Deleted(n)) => {
+            let _ = reply.send(Ok(n));
+        }
+        (Op::ExpireOffsets { reply, .. }, Outcome::Groups(groups)) => {
+            let _ = reply.send(Ok(groups));
         }
         (Op::Shutdown { reply }, _) => {
             let _ = reply.send(());
@@ -703,6 +748,15 @@ fn fail(op: Op, err: StoreError) {
             let _ = reply.send(Err(err));
         }
         Op::PutTopic { reply, .. } | Op::DeleteTopic { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Op::CommitOffsets { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Op::DeleteOffsets { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
+        Op::ExpireOffsets { reply, .. } => {
             let _ = reply.send(Err(err));
         }
         Op::Shutdown { reply } => {
