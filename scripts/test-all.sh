@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Runs every check and test of the workspace, from a fresh Debian 12 machine with a Rust
-# toolchain: installs the system packages the tests need (apt-get, as root or via sudo),
-# then formatting, clippy, unit tests and the integration tests against the real `runnel`
-# binary with real clients (librdkafka through the rdkafka crate, and kcat).
+# toolchain: installs the system packages the tests need (apt-get, as root or via sudo) and
+# the Python Kafka clients (pip, into the virtualenv target/pyclients), then formatting,
+# clippy, unit tests and the integration tests against the real `runnel` binary with real
+# clients (librdkafka through the rdkafka crate, kcat, kafka-python and confluent-kafka).
 #
 # Environment:
 #   RUNNEL_FAULT_ITERATIONS  kill -9 iterations of the fault tests (default 3)
 #   RUNNEL_SKIP_APT=1        do not touch system packages
+#   RUNNEL_PYTHON            a python that already has tests/compat/requirements.txt installed;
+#                            when set, target/pyclients is neither created nor used
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(kcat build-essential pkg-config zlib1g-dev python3 perl)
+packages=(kcat build-essential pkg-config zlib1g-dev python3 python3-venv perl)
 
 install_packages() {
     local missing=()
@@ -29,6 +32,46 @@ install_packages() {
 }
 
 [ "${RUNNEL_SKIP_APT:-0}" = 1 ] || install_packages
+
+# kafka-python and confluent-kafka for tests/tests/python_clients.rs, pinned in the requirements
+# file, in a virtualenv of their own (tests/src/harness/python.rs finds it there). pip runs only
+# when a pin is not installed at its version, so reruns take no network and no time.
+pyclients=target/pyclients
+requirements=tests/compat/requirements.txt
+
+pins_installed() {
+    "$pyclients/bin/python" - "$requirements" 2>/dev/null <<'PY'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+
+for line in open(sys.argv[1]):
+    pin = line.split("#")[0].strip()
+    if pin:
+        name, _, wanted = pin.partition("==")
+        try:
+            if version(name) != wanted:
+                sys.exit(1)
+        except PackageNotFoundError:
+            sys.exit(1)
+PY
+}
+
+setup_pyclients() {
+    pins_installed && return 0
+    # A venv without a working pip (interrupted, or its interpreter gone) is made anew.
+    if ! "$pyclients/bin/python" -m pip --version >/dev/null 2>&1; then
+        echo "==> python3 -m venv $pyclients"
+        rm -rf "$pyclients"
+        mkdir -p "$(dirname "$pyclients")"
+        python3 -m venv "$pyclients"
+    fi
+    echo "==> pip install -r $requirements into $pyclients"
+    "$pyclients/bin/python" -m pip install --quiet --disable-pip-version-check --no-input \
+        -r "$requirements"
+    pins_installed || { echo "pip did not install the pins of $requirements" >&2; exit 1; }
+}
+
+[ -n "${RUNNEL_PYTHON:-}" ] || setup_pyclients
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check

@@ -57,7 +57,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         dir: dir.clone(),
         source,
     };
-    let store = Arc::new(LmdbStore::open(&dir, config.storage.max_disk_bytes).map_err(store_err)?);
+    // Bind first: a taken port should not cost a store open (and its directory lock).
     let listener = TcpListener::bind(config.server.listen)
         .await
         .map_err(|source| StartError::Bind {
@@ -74,6 +74,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
             .unwrap_or_else(|_| (bound.ip().to_string(), i32::from(bound.port()))),
         None => (bound.ip().to_string(), i32::from(bound.port())),
     };
+    let store = Arc::new(LmdbStore::open(&dir, config.storage.max_disk_bytes).map_err(store_err)?);
     let log: Arc<dyn LogStore> = store.clone();
     let meta: Arc<dyn MetaStore> = store.clone();
     let topics =

@@ -44,6 +44,15 @@ impl Config {
         if s.max_connections == 0 {
             return Err(invalid("server.max_connections", "must be at least 1"));
         }
+        if s.listen.ip().is_unspecified() && s.advertised_listener.is_none() {
+            return Err(invalid(
+                "server.advertised_listener",
+                format!(
+                    "must be set when listening on {}: clients cannot connect to an unspecified address",
+                    s.listen
+                ),
+            ));
+        }
         if let Some(adv) = &s.advertised_listener {
             crate::server::parse_host_port(adv).map_err(|reason| {
                 invalid("server.advertised_listener", format!("{adv:?}: {reason}"))

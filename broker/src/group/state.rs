@@ -622,9 +622,11 @@ impl Group {
             .members
             .values()
             .filter(|m| {
-                // While a join phase waits for a member, its rebalance timeout applies.
-                let waiting = self.state == GroupState::PreparingRebalance;
-                !waiting && m.sync_waiter.is_none() && now >= m.last_heartbeat + m.session_timeout
+                // A member parked in JoinGroup or SyncGroup is alive by definition (Kafka's
+                // "satisfied heartbeat"); every other member must keep heartbeating, also
+                // during a rebalance, or a dead one would stall it until the rebalance timeout.
+                let parked = m.join_waiter.is_some() || m.sync_waiter.is_some();
+                !parked && now >= m.last_heartbeat + m.session_timeout
             })
             .map(|m| m.id.clone())
             .collect();

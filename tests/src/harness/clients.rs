@@ -1,10 +1,10 @@
 //! rdkafka clients configured for Runnel, and the few helpers every test needs on top of them.
 //!
-//! Runnel does not serve consumer groups or InitProducerId yet, so:
-//! - consumers read with `assign()` at explicit offsets and never commit. They do set a
-//!   `group.id`, because librdkafka's `assign()` refuses to work without one
-//!   (`ERR__UNKNOWN_GROUP`); as long as the broker does not advertise FindCoordinator,
-//!   librdkafka never looks for a coordinator, so the group stays unused;
+//! The plain helpers here keep groups and idempotence out of tests that are about something
+//! else (group tests use `harness::groups`, idempotence tests set it explicitly):
+//! - consumers read with `assign()` at explicit offsets and never commit. They set a
+//!   `group.id` only because librdkafka's `assign()` refuses to work without one
+//!   (`ERR__UNKNOWN_GROUP`); an assigned consumer with auto-commit off never joins it;
 //! - producers set `enable.idempotence=false` (librdkafka's default, made explicit).
 //!
 //! The rdkafka calls used here block; tests call them from `#[tokio::test]` bodies, which is fine

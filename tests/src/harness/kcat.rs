@@ -166,3 +166,72 @@ fn show(bin: &Path, args: &[&str]) -> String {
         .collect::<Vec<_>>()
         .join(" ")
 }
+
+/// A kcat process left running (a `-G` group member, say). Its stdout is discarded and its
+/// stderr collected; `Drop` kills (SIGKILL) and reaps it if it still runs.
+#[derive(Debug)]
+pub struct KcatProcess {
+    child: std::process::Child,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+/// Starts kcat with `args` and leaves it running.
+pub fn spawn(args: &[&str]) -> Result<KcatProcess> {
+    let bin = kcat_bin()?;
+    let mut child = Command::new(&bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawning `{}`", show(&bin, args)))?;
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let mut pipe = child.stderr.take().context("kcat stderr")?;
+    let sink = std::sync::Arc::clone(&stderr);
+    thread::spawn(move || {
+        let mut buf = [0_u8; 4096];
+        // Ends at EOF, i.e. when kcat exits; a read error just truncates what is shown.
+        while let Ok(n @ 1..) = pipe.read(&mut buf) {
+            sink.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    Ok(KcatProcess { child, stderr })
+}
+
+impl KcatProcess {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// What kcat printed on stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether the process still runs (reaps it if it has exited).
+    pub fn is_running(&mut self) -> Result<bool> {
+        Ok(self.child.try_wait().context("polling kcat")?.is_none())
+    }
+
+    /// Sends SIGKILL to the process (by its pid) and reaps it: no chance to leave a group.
+    pub fn kill9(&mut self) -> Result<std::process::ExitStatus> {
+        self.child.kill().context("sending SIGKILL to kcat")?;
+        self.child.wait().context("reaping the killed kcat")
+    }
+}
+
+impl Drop for KcatProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // Nothing useful can be done about a failure here.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

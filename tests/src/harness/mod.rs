@@ -2,7 +2,9 @@
 //! - [`binary`]: find the `runnel` executable, run it to completion, read its output;
 //! - [`broker`]: start, stop, kill and restart a `runnel` process and keep its log;
 //! - [`clients`]: rdkafka producers, consumers and admin clients with the settings Runnel needs;
+//! - [`groups`]: subscribed consumers that record their rebalances, commits, DescribeGroups;
 //! - [`kcat`]: run the `kcat` command-line client;
+//! - [`python`]: run the kafka-python / confluent-kafka scripts of `tests/compat/`;
 //! - [`raw`]: Kafka requests over a plain socket, for the checks that real clients cannot make;
 //! - [`wire`]: framing, and requests and responses encoded by the `kafka-protocol` crate;
 //! - [`wait`]: poll a condition until it holds or a deadline passes (instead of sleeping).
@@ -10,7 +12,9 @@
 pub mod binary;
 pub mod broker;
 pub mod clients;
+pub mod groups;
 pub mod kcat;
+pub mod python;
 pub mod raw;
 pub mod wait;
 pub mod wire;

@@ -140,11 +140,13 @@ impl LmdbStore {
     }
 
     /// Waits for queued writes to commit, stops the writer and closes the environment.
+    /// Safe to call from any thread, including an async runtime's (it joins a thread but
+    /// never blocks on a tokio channel).
     pub fn close(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.ops.send(Op::Shutdown { reply: tx }).is_ok() {
-            let _ = rx.blocking_recv();
-        }
+        let (tx, _rx) = oneshot::channel();
+        // The writer commits everything queued before this op, then exits; joining it below
+        // is the wait.
+        let _ = self.ops.send(Op::Shutdown { reply: tx });
         let handle = self.writer.lock().ok().and_then(|mut h| h.take());
         if let Some(handle) = handle {
             let _ = handle.join();

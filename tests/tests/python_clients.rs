@@ -1,0 +1,36 @@
+//! The two main Python Kafka clients against Runnel: `tests/compat/python_clients.py` runs
+//! kafka-python (admin, gzip producer with acks=all, assign + seek consumer, end offsets) and
+//! confluent-kafka (zstd and lz4 producers with headers, assign consumer, topic configs,
+//! DescribeCluster, DeleteRecords, DeleteTopics) and exits non-zero naming the first mismatch.
+//!
+//! The interpreter is the virtualenv `target/pyclients` that `scripts/test-all.sh` sets up (or
+//! `$RUNNEL_PYTHON`); without it the test fails and says how to create it.
+
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use runnel_tests::python;
+use runnel_tests::{Broker, BrokerOptions};
+
+/// The script's own backstop is 150 s; a healthy run takes a few seconds.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
+
+#[test]
+fn given_kafka_python_and_confluent_kafka_when_running_the_compat_script_should_pass_every_check()
+-> Result<()> {
+    // Fails first, with the setup command, when the virtualenv is missing.
+    python::python_bin()?;
+    let broker = Broker::start(BrokerOptions::new())?;
+    let script = python::compat_script("python_clients.py");
+    let output = python::run_script(&script, &[broker.bootstrap()], SCRIPT_TIMEOUT)?;
+    ensure!(
+        output.status.success(),
+        "{} exited with {}\n{}",
+        script.display(),
+        output.status,
+        output.printed()
+    );
+    // Shown with --nocapture: which client versions passed.
+    print!("{}", output.stdout);
+    Ok(())
+}
