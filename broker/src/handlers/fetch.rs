@@ -74,12 +74,13 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
         let (responses, bytes, errors) = match result {
             Ok(r) => r,
             Err(e) => {
+                // Only v7+ has a top-level error code; every partition carries it instead.
                 tracing::error!(error = %e, "fetch read failed");
-                return FetchResponse::default()
-                    .with_error_code(ResponseError::KafkaStorageError.code());
+                return FetchResponse::default().with_responses(failed(&topics));
             }
         };
-        let done = bytes >= min_bytes.max(1)
+        // min_bytes 0 (or a fetch naming no partition) answers at once, as in Kafka.
+        let done = bytes >= min_bytes
             || errors
             || tokio::time::Instant::now() >= deadline
             || ctx.shutdown.is_cancelled();
@@ -92,6 +93,29 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
             _ = ctx.shutdown.cancelled() => {}
         }
     }
+}
+
+/// Every requested partition with KAFKA_STORAGE_ERROR.
+fn failed(topics: &Pass) -> Vec<FetchableTopicResponse> {
+    topics
+        .iter()
+        .map(|(name, id, wanted)| {
+            FetchableTopicResponse::default()
+                .with_topic(name.clone())
+                .with_topic_id(*id)
+                .with_partitions(
+                    wanted
+                        .iter()
+                        .map(|w| {
+                            PartitionData::default()
+                                .with_partition_index(w.partition)
+                                .with_error_code(ResponseError::KafkaStorageError.code())
+                                .with_records(Some(Bytes::new()))
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
 }
 
 type Pass = Vec<(kafka_protocol::messages::TopicName, uuid::Uuid, Vec<Wanted>)>;

@@ -37,15 +37,21 @@ pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOff
                 );
                 continue;
             };
+            if p.timestamp == MAX_TIMESTAMP && version < 7 {
+                // KIP-734: MAX_TIMESTAMP exists from v7; older versions must not see it work.
+                partitions.push(
+                    r.with_error_code(ResponseError::UnsupportedVersion.code())
+                        .with_offset(-1)
+                        .with_timestamp(-1),
+                );
+                continue;
+            }
             let r = match lookup(ctx, part, p.timestamp).await {
                 Ok(Some(found)) => r
                     .with_offset(found.offset)
                     .with_timestamp(found.timestamp)
                     .with_leader_epoch(epoch),
-                Ok(None) => r
-                    .with_offset(-1)
-                    .with_timestamp(-1)
-                    .with_leader_epoch(epoch),
+                Ok(None) => r.with_offset(-1).with_timestamp(-1),
                 Err(e) => {
                     tracing::error!(error = %e, "ListOffsets failed");
                     r.with_error_code(ResponseError::KafkaStorageError.code())

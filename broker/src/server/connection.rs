@@ -9,6 +9,7 @@
 //! are still written.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind};
@@ -27,6 +28,9 @@ use crate::protocol::request::{self, encode_response};
 
 /// Requests read ahead of their responses, at most.
 const MAX_IN_FLIGHT: usize = 64;
+/// Bytes of produce requests waiting for their commit, at most, before the reader waits:
+/// bounds a connection's memory to this plus one request (`server.max_request_size`).
+const MAX_PIPELINED_BYTES: usize = 16 * 1024 * 1024;
 
 type Outcome = Result<Option<Bytes>, RouteError>;
 
@@ -42,6 +46,7 @@ pub async fn serve(ctx: Arc<Ctx>, stream: TcpStream) {
     // Completes when the newest queued produce has its response (so all older ones too:
     // the store commits in queue order).
     let mut last_produce: Option<JoinHandle<()>> = None;
+    let pipelined = Arc::new(AtomicUsize::new(0));
     loop {
         let frame = tokio::select! {
             biased;
@@ -66,6 +71,7 @@ pub async fn serve(ctx: Arc<Ctx>, stream: TcpStream) {
         };
         let (api_key, api_version, correlation_id) =
             request::peek_prefix(&frame).unwrap_or((-1, -1, -1));
+        let frame_len = frame.len();
         let span = tracing::debug_span!("request", api_key, api_version, correlation_id);
         let (done, pending) = oneshot::channel();
         let mut fatal = false;
@@ -82,10 +88,19 @@ pub async fn serve(ctx: Arc<Ctx>, stream: TcpStream) {
                     raw,
                     body: RequestKind::Produce(body),
                 } => {
+                    if pipelined.load(Ordering::Acquire) >= MAX_PIPELINED_BYTES
+                        && let Some(earlier) = last_produce.take()
+                    {
+                        let _ = earlier.await;
+                    }
                     let response = span.in_scope(|| router::start_produce(&ctx, raw, body));
+                    pipelined.fetch_add(frame_len, Ordering::AcqRel);
+                    let pipelined = pipelined.clone();
                     last_produce = Some(tokio::spawn(
                         async move {
-                            let _ = done.send(response.await);
+                            let outcome = response.await;
+                            pipelined.fetch_sub(frame_len, Ordering::AcqRel);
+                            let _ = done.send(outcome);
                         }
                         .instrument(span),
                     ));

@@ -80,6 +80,8 @@ pub enum RouteError {
     },
     #[error("{0:?} is not served by Runnel")]
     UnsupportedApi(ApiKey),
+    #[error("an acks=0 produce failed with error code {error_code}")]
+    Acks0Failed { error_code: i16 },
     #[error("the request's handler stopped without an answer")]
     Abandoned,
     #[error("cannot encode {api:?} v{version} response: {reason}")]
@@ -154,10 +156,21 @@ pub fn start_produce(
     let response = handlers::produce::start(ctx, req);
     async move {
         let response = response.await;
-        if acks == 0 {
-            Ok(None)
-        } else {
-            encode(&raw, &response)
+        if acks != 0 {
+            return encode(&raw, &response);
+        }
+        // acks=0 has no response to carry an error: like Kafka, close the connection so the
+        // client notices and refreshes its metadata.
+        let failed = response
+            .responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .find(|p| p.error_code != 0);
+        match failed {
+            None => Ok(None),
+            Some(p) => Err(RouteError::Acks0Failed {
+                error_code: p.error_code,
+            }),
         }
     }
 }

@@ -17,13 +17,37 @@ pub const CLEANUP_POLICY: &str = "cleanup.policy";
 /// behaves with.
 pub const READ_ONLY: &[(&str, &str)] = &[
     ("compression.type", "producer"),
-    ("message.timestamp.type", "CreateTime"),
-    ("min.insync.replicas", "1"),
-    ("unclean.leader.election.enable", "false"),
-    ("segment.bytes", "1073741824"),
-    ("segment.ms", "604800000"),
+    ("delete.retention.ms", "86400000"),
+    ("file.delete.delay.ms", "60000"),
+    ("flush.messages", "9223372036854775807"),
+    ("flush.ms", "9223372036854775807"),
+    ("follower.replication.throttled.replicas", ""),
+    ("index.interval.bytes", "4096"),
+    ("leader.replication.throttled.replicas", ""),
+    ("local.retention.bytes", "-2"),
+    ("local.retention.ms", "-2"),
+    ("max.compaction.lag.ms", "9223372036854775807"),
     ("message.downconversion.enable", "false"),
+    ("message.timestamp.after.max.ms", "9223372036854775807"),
+    ("message.timestamp.before.max.ms", "9223372036854775807"),
+    ("message.timestamp.type", "CreateTime"),
+    ("min.cleanable.dirty.ratio", "0.5"),
+    ("min.compaction.lag.ms", "0"),
+    ("min.insync.replicas", "1"),
+    ("preallocate", "false"),
+    ("remote.storage.enable", "false"),
+    ("segment.bytes", "1073741824"),
+    ("segment.index.bytes", "10485760"),
+    ("segment.jitter.ms", "0"),
+    ("segment.ms", "604800000"),
+    ("unclean.leader.election.enable", "false"),
 ];
+
+/// Whether `key` is a topic config Runnel knows (settable or read-only).
+pub fn is_known(key: &str) -> bool {
+    [RETENTION_MS, RETENTION_BYTES, MAX_MESSAGE_BYTES, CLEANUP_POLICY].contains(&key)
+        || READ_ONLY.iter().any(|(k, _)| *k == key)
+}
 
 /// Effective settings of one topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +65,7 @@ pub enum ConfigType {
     String = 2,
     Int = 3,
     Long = 5,
+    Double = 6,
     List = 7,
     Boolean = 1,
 }
@@ -97,10 +122,15 @@ impl TopicConfig {
                     ));
                 }
             }
-            _ if READ_ONLY.iter().any(|(k, _)| *k == key) => {
-                return Err(format!("{key} is read-only in Runnel"));
-            }
-            _ => return Err(format!("unknown or unsupported topic config {key:?}")),
+            _ => match READ_ONLY.iter().find(|(k, _)| *k == key) {
+                // Setting the value Runnel behaves with anyway is harmless (tools that copy
+                // a topic's full config do it).
+                Some((_, fixed)) if *fixed == v => {}
+                Some((_, fixed)) => {
+                    return Err(format!("{key} is read-only in Runnel (always {fixed:?})"));
+                }
+                None => return Err(format!("unknown or unsupported topic config {key:?}")),
+            },
         }
         Ok(())
     }
@@ -149,6 +179,8 @@ impl TopicConfig {
             is_default: true,
             config_type: if v.parse::<i64>().is_ok() {
                 ConfigType::Long
+            } else if v.parse::<f64>().is_ok() {
+                ConfigType::Double
             } else if *v == "true" || *v == "false" {
                 ConfigType::Boolean
             } else {

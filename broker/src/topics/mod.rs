@@ -80,6 +80,20 @@ pub enum ConfigChange {
     Delete(String),
 }
 
+/// Most partitions one topic may have. Each partition costs a little memory and a key range;
+/// far beyond what a device needs, far below what would stall the store's writer.
+pub const MAX_PARTITIONS: i32 = 10_000;
+
+fn check_partition_count(count: i32) -> Result<(), ApiError> {
+    if count > MAX_PARTITIONS {
+        return Err(ApiError::new(
+            ResponseError::InvalidPartitions,
+            format!("{count} partitions requested; at most {MAX_PARTITIONS} per topic are allowed"),
+        ));
+    }
+    Ok(())
+}
+
 pub struct TopicRegistry {
     meta: Arc<dyn MetaStore>,
     log: Arc<dyn LogStore>,
@@ -174,6 +188,7 @@ impl TopicRegistry {
                 format!("number of partitions must be at least 1, got {partitions}"),
             ));
         }
+        check_partition_count(partitions)?;
         TopicConfig::new(&self.defaults, configs.clone())
             .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))
     }
@@ -230,6 +245,7 @@ impl TopicRegistry {
                 ),
             ));
         }
+        check_partition_count(count)?;
         if validate_only {
             return Ok(());
         }
@@ -254,6 +270,12 @@ impl TopicRegistry {
                     configs.insert(k.clone(), v.clone());
                 }
                 ConfigChange::Delete(k) => {
+                    if !config::is_known(k) {
+                        return Err(ApiError::new(
+                            ResponseError::InvalidConfig,
+                            format!("unknown or unsupported topic config {k:?}"),
+                        ));
+                    }
                     configs.remove(k);
                 }
             }

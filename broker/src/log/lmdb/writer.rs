@@ -27,6 +27,8 @@ use crate::protocol::batch;
 
 /// Most operations folded into one transaction.
 const MAX_GROUP: usize = 4096;
+/// With deleted topics to purge, one purge step per this many commits even when busy.
+const PURGE_EVERY_COMMITS: u64 = 64;
 /// Batches deleted per purge step of a deleted topic.
 const PURGE_CHUNK: usize = 2048;
 
@@ -170,6 +172,10 @@ impl Writer {
                     Err(RecvTimeoutError::Disconnected) => return,
                 }
             };
+            if !self.orphans.is_empty() && self.commits.is_multiple_of(PURGE_EVERY_COMMITS) {
+                // Under steady load the queue is never idle: purge a chunk now and then anyway.
+                self.purge_step();
+            }
             let mut ops = vec![first];
             while ops.len() < MAX_GROUP {
                 match rx.try_recv() {
@@ -648,7 +654,12 @@ impl Writer {
                 tracing::debug!(partition = %id, "purged deleted partition");
             }
             Err(TxnError::MapFull) => {
-                if !self.resize(self.budget.budget) {
+                // Purging may use the reserve; appends may not, so shrink back afterwards.
+                if self.resize(self.budget.budget) {
+                    let _ = self.purge(id);
+                    let used = budget::round_up(self.shared.disk_usage().used);
+                    self.resize(self.budget.soft.max(used).min(self.budget.budget));
+                } else {
                     self.orphans.pop();
                 }
             }
