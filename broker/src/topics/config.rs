@@ -45,7 +45,13 @@ pub const READ_ONLY: &[(&str, &str)] = &[
 
 /// Whether `key` is a topic config Runnel knows (settable or read-only).
 pub fn is_known(key: &str) -> bool {
-    [RETENTION_MS, RETENTION_BYTES, MAX_MESSAGE_BYTES, CLEANUP_POLICY].contains(&key)
+    [
+        RETENTION_MS,
+        RETENTION_BYTES,
+        MAX_MESSAGE_BYTES,
+        CLEANUP_POLICY,
+    ]
+    .contains(&key)
         || READ_ONLY.iter().any(|(k, _)| *k == key)
 }
 
