@@ -3,5 +3,6 @@
 //! nothing here parses a message body by hand.
 
 pub mod batch;
+pub mod decompress;
 pub mod frame;
 pub mod request;

@@ -6,7 +6,7 @@ use kafka_protocol::records::RecordBatchDecoder;
 
 use super::{Shared, keys};
 use crate::log::{PartitionId, ReadChunk, Retention, StoreError, TimestampOffset};
-use crate::protocol::batch;
+use crate::protocol::{batch, decompress};
 
 /// See [`crate::log::LogStore::read`].
 pub fn read(
@@ -147,10 +147,18 @@ pub fn max_timestamp(
     offset_for_timestamp(shared, id, max)
 }
 
-/// `(offset, timestamp)` of every record in a stored batch (decompressing if needed).
+/// Most bytes one stored batch may decompress to when its records are read.
+const MAX_DECOMPRESSED: usize = 64 * 1024 * 1024;
+
+/// `(offset, timestamp)` of every record in a stored batch, decompressing within
+/// [`MAX_DECOMPRESSED`] (a batch is stored compressed as produced; a hostile one may be a
+/// decompression bomb).
 fn records(batch: &[u8]) -> Result<Vec<(i64, i64)>, StoreError> {
     let mut buf = Bytes::copy_from_slice(batch);
-    let set = RecordBatchDecoder::decode(&mut buf)
+    let bounded = |data: &mut Bytes, compression| {
+        decompress::bounded(data, compression, MAX_DECOMPRESSED).map_err(anyhow::Error::from)
+    };
+    let set = RecordBatchDecoder::decode_with_custom_compression(&mut buf, Some(bounded))
         .map_err(|e| StoreError::Io(format!("cannot decode stored batch: {e}")))?;
     Ok(set
         .records

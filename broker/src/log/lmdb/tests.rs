@@ -453,3 +453,45 @@ fn deleting_partitions_expiry_and_topic_deletion_remove_offsets() {
     let busy = store.fetch_offsets("busy", None).expect("fetch");
     assert_eq!(busy.keys().cloned().collect::<Vec<_>>(), vec![tp("b", 0)]);
 }
+
+#[test]
+fn timestamp_lookup_inside_compressed_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path());
+    store
+        .put_topic(topic(1, 1))
+        .blocking_recv()
+        .expect("reply")
+        .expect("put");
+    let p = store.partition(id(1, 0)).expect("partition");
+    for (i, compression) in [
+        Compression::Gzip,
+        Compression::Zstd,
+        Compression::Lz4,
+        Compression::Snappy,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let valid = batch::validate(batch::tests::encode(10, 1000 * (i as i64 + 1), compression))
+            .expect("valid");
+        let appended = AppendItem {
+            max_timestamp: valid.max_timestamp,
+            batch: valid.bytes,
+            ..item(&p, 10, 0)
+        };
+        store.append(vec![appended]).blocking_recv().expect("reply")[0]
+            .as_ref()
+            .expect("ok");
+    }
+    let at = |ts| {
+        store
+            .offset_for_timestamp(id(1, 0), ts)
+            .expect("lookup")
+            .map(|f| f.offset)
+    };
+    assert_eq!(at(1005), Some(5));
+    assert_eq!(at(2003), Some(13));
+    assert_eq!(at(3009), Some(29));
+    assert_eq!(at(4001), Some(31));
+}
