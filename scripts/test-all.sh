@@ -33,9 +33,10 @@ install_packages() {
 
 [ "${RUNNEL_SKIP_APT:-0}" = 1 ] || install_packages
 
-# kafka-python and confluent-kafka for tests/tests/python_clients.rs, pinned in the requirements
-# file, in a virtualenv of their own (tests/src/harness/python.rs finds it there). pip runs only
-# when a pin is not installed at its version, so reruns take no network and no time.
+# kafka-python and confluent-kafka for tests/tests/python_clients.rs and python_groups.rs, pinned
+# in the requirements file, in a virtualenv of their own (tests/src/harness/python.rs finds it
+# there). pip runs only when a pin is not installed at its version, so reruns take no network
+# and no time.
 pyclients=target/pyclients
 requirements=tests/compat/requirements.txt
 

@@ -42,7 +42,8 @@ pub async fn serve(ctx: Arc<Ctx>, stream: TcpStream) {
     let closing = CancellationToken::new();
     let writer = tokio::spawn(write_responses(wr, responses, closing.clone()).in_current_span());
     let max = ctx.config.server.max_request_size;
-    let conn_span = tracing::Span::current();
+    // `client_id` is recorded on the connection's span once, from its first request.
+    let mut conn_span = Some(tracing::Span::current());
     // Completes when the newest queued produce has its response (so all older ones too:
     // the store commits in queue order).
     let mut last_produce: Option<JoinHandle<()>> = None;
@@ -75,7 +76,7 @@ pub async fn serve(ctx: Arc<Ctx>, stream: TcpStream) {
         let span = tracing::debug_span!("request", api_key, api_version, correlation_id);
         let (done, pending) = oneshot::channel();
         let mut fatal = false;
-        match decode(frame, &conn_span) {
+        match decode(frame, &mut conn_span) {
             Err(e) => {
                 fatal = true;
                 let _ = done.send(Err(e));
@@ -199,13 +200,15 @@ enum Decoded {
     Answer(Bytes),
 }
 
-fn decode(frame: Bytes, conn_span: &tracing::Span) -> Result<Decoded, RouteError> {
+fn decode(frame: Bytes, conn_span: &mut Option<tracing::Span>) -> Result<Decoded, RouteError> {
     if let Some(answer) = unsupported_api_versions(&frame)? {
         return Ok(Decoded::Answer(answer));
     }
     let req = router::decode(frame)?;
-    if let Some(client_id) = &req.raw.header.client_id {
-        conn_span.record("client_id", client_id.as_str());
+    if let Some(client_id) = &req.raw.header.client_id
+        && let Some(span) = conn_span.take()
+    {
+        span.record("client_id", client_id.as_str());
     }
     Ok(Decoded::Request(Box::new(req)))
 }
