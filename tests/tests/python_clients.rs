@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::Result;
+use runnel_tests::BrokerOptions;
 use runnel_tests::python;
-use runnel_tests::{Broker, BrokerOptions};
 
 /// The script's own backstop is 150 s; a healthy run takes a few seconds.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -18,19 +18,5 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
 #[test]
 fn given_kafka_python_and_confluent_kafka_when_running_the_compat_script_should_pass_every_check()
 -> Result<()> {
-    // Fails first, with the setup command, when the virtualenv is missing.
-    python::python_bin()?;
-    let broker = Broker::start(BrokerOptions::new())?;
-    let script = python::compat_script("python_clients.py");
-    let output = python::run_script(&script, &[broker.bootstrap()], SCRIPT_TIMEOUT)?;
-    ensure!(
-        output.status.success(),
-        "{} exited with {}\n{}",
-        script.display(),
-        output.status,
-        output.printed()
-    );
-    // Shown with --nocapture: which client versions passed.
-    print!("{}", output.stdout);
-    Ok(())
+    python::run_compat("python_clients.py", BrokerOptions::new(), SCRIPT_TIMEOUT)
 }

@@ -10,9 +10,9 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::Result;
+use runnel_tests::BrokerOptions;
 use runnel_tests::python;
-use runnel_tests::{Broker, BrokerOptions};
 
 /// The script's own backstop is 150 s; a healthy run takes about 15 s.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -24,26 +24,14 @@ const MIN_SESSION_TIMEOUT_MS: u64 = 1_000;
 #[test]
 fn given_kafka_python_and_confluent_kafka_when_running_the_group_script_should_pass_every_check()
 -> Result<()> {
-    // Fails first, with the setup command, when the virtualenv is missing.
-    python::python_bin()?;
-    let broker = Broker::start(
+    python::run_compat(
+        "python_groups.py",
         BrokerOptions::new()
             .flag(
                 "--group-initial-rebalance-delay-ms",
                 INITIAL_REBALANCE_DELAY_MS,
             )
             .flag("--group-min-session-timeout-ms", MIN_SESSION_TIMEOUT_MS),
-    )?;
-    let script = python::compat_script("python_groups.py");
-    let output = python::run_script(&script, &[broker.bootstrap()], SCRIPT_TIMEOUT)?;
-    ensure!(
-        output.status.success(),
-        "{} exited with {}\n{}",
-        script.display(),
-        output.status,
-        output.printed()
-    );
-    // Shown with --nocapture: which client versions passed, and how.
-    print!("{}", output.stdout);
-    Ok(())
+        SCRIPT_TIMEOUT,
+    )
 }

@@ -139,3 +139,23 @@ fn join_reader(handle: thread::JoinHandle<String>) -> String {
         .join()
         .unwrap_or_else(|_| "<reader thread panicked>".to_owned())
 }
+
+/// Starts a broker with `options`, runs `tests/compat/<script>` against it and fails with the
+/// script's output unless it exits 0. What the script printed is echoed (seen with
+/// `--nocapture`: which client versions passed).
+pub fn run_compat(script: &str, options: crate::BrokerOptions, timeout: Duration) -> Result<()> {
+    // Fails first, with the setup command, when the virtualenv is missing.
+    python_bin()?;
+    let broker = crate::Broker::start(options)?;
+    let script = compat_script(script);
+    let output = run_script(&script, &[broker.bootstrap()], timeout)?;
+    anyhow::ensure!(
+        output.status.success(),
+        "{} exited with {}\n{}",
+        script.display(),
+        output.status,
+        output.printed()
+    );
+    print!("{}", output.stdout);
+    Ok(())
+}
