@@ -9,7 +9,7 @@
 //! coordinator then forgets such a group. Groups with members never lose offsets here.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::handlers::{Ctx, blocking};
 use crate::log::{self, Retention};
@@ -35,10 +35,7 @@ pub async fn run(ctx: Arc<Ctx>) {
 
 /// One retention pass over every partition.
 pub async fn enforce(ctx: &Ctx) {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
+    let now = log::now_ms();
     match log::wait(ctx.log.expire_producers(now - PRODUCER_ID_EXPIRATION_MS)).await {
         Ok(Ok(0)) => {}
         Ok(Ok(n)) => tracing::info!(expired = n, "forgot idle idempotent producers"),

@@ -13,7 +13,6 @@
 //!   to encode others), which the tests check at every advertised version.
 
 use std::collections::HashSet;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::offset_commit_response::{
@@ -59,7 +58,7 @@ pub async fn commit(ctx: &Ctx, req: OffsetCommitRequest, _version: i16) -> Offse
             .check_commit(&group, generation, member, instance)
             .err()
     };
-    let now = now_ms();
+    let now = crate::log::now_ms();
     let mut commits = Vec::new();
     let mut plan = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
@@ -350,13 +349,6 @@ fn delete_response(error: i16, codes: Codes) -> OffsetDeleteResponse {
     OffsetDeleteResponse::default()
         .with_error_code(error)
         .with_topics(topics.collect())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -25,6 +25,15 @@ pub use partition::{PartitionId, PartitionLog};
 /// A result that arrives once the store's writer has committed (or failed).
 pub type Pending<T> = oneshot::Receiver<T>;
 
+/// Wall-clock milliseconds since the Unix epoch, the unit of Kafka timestamps (0 if the
+/// clock is before 1970).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 /// Awaits a store result; a writer that went away is [`StoreError::Closed`].
 pub async fn wait<T>(pending: Pending<T>) -> Result<T, StoreError> {
     pending.await.map_err(|_| StoreError::Closed)

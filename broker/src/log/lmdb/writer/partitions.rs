@@ -4,8 +4,9 @@
 
 use heed::RwTxn;
 
-use super::{PURGE_CHUNK, ProducerKey, TxnError, Writer, now_ms};
+use super::{PURGE_CHUNK, ProducerKey, TxnError, Writer};
 use crate::log::lmdb::{budget, keys};
+use crate::log::now_ms;
 use crate::log::partition::PartitionMeta;
 use crate::log::producers::{self, ProducerState, Verdict};
 use crate::log::{
