@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(kcat build-essential pkg-config zlib1g-dev python3 python3-venv perl)
+packages=(kcat build-essential pkg-config zlib1g-dev python3 python3-venv perl mosquitto openssl)
 
 install_packages() {
     local missing=()

@@ -4,6 +4,8 @@
 //! - [`clients`]: rdkafka producers, consumers and admin clients with the settings Runnel needs;
 //! - [`groups`]: subscribed consumers that record their rebalances, commits, DescribeGroups;
 //! - [`kcat`]: run the `kcat` command-line client;
+//! - [`mosquitto`]: start, stop, kill and restart a real Mosquitto broker (optionally with TLS);
+//! - [`mqtt`]: rumqttc publishers and subscribers for the MQTT tests, plain or TLS;
 //! - [`python`]: run the kafka-python / confluent-kafka scripts of `tests/compat/`;
 //! - [`raw`]: Kafka requests over a plain socket, for the checks that real clients cannot make;
 //! - [`wire`]: framing, and requests and responses encoded by the `kafka-protocol` crate;
@@ -14,6 +16,8 @@ pub mod broker;
 pub mod clients;
 pub mod groups;
 pub mod kcat;
+pub mod mosquitto;
+pub mod mqtt;
 pub mod python;
 pub mod raw;
 pub mod wait;
