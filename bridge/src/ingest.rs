@@ -35,12 +35,30 @@ use crate::status::BridgeStats;
 const MAX_BATCH_MESSAGES: usize = 5_000;
 /// Most payload bytes written in one backend call.
 const MAX_BATCH_BYTES: usize = 4 << 20;
+/// Estimated encoded size at which a partition's records start a new record batch: half of
+/// Kafka's default `message.max.bytes` (1 MiB), so a batch is never refused for its size
+/// unless a single record is that large.
+const MAX_RECORD_BATCH_BYTES: usize = 512 << 10;
+/// Per-record overhead of the RecordBatch v2 encoding, roughly (varints, attributes).
+const RECORD_OVERHEAD: usize = 24;
 
 /// One record on its way, and where it came from.
 struct Out {
     rule: usize,
     dead_letter: bool,
     record: Record,
+}
+
+/// Roughly what `record` adds to an encoded record batch.
+fn encoded_size(record: &Record) -> usize {
+    record.value.len()
+        + record.key.as_ref().map_or(0, |k| k.len())
+        + record
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 4)
+            .sum::<usize>()
+        + RECORD_OVERHEAD
 }
 
 /// The ingest half of one bridge.
@@ -221,15 +239,16 @@ impl Ingest {
         true
     }
 
-    /// Groups records by (topic, partition), keeping their order; also says which `outs`
-    /// indices went into each batch. Records whose topic cannot be resolved right now stay
-    /// out of the batches (they are retried), or are dead-lettered/dropped when the topic
-    /// does not exist.
+    /// Groups records by (topic, partition) into batches of at most
+    /// [`MAX_RECORD_BATCH_BYTES`], keeping their order; also says which `outs` indices went
+    /// into each batch. Records whose topic cannot be resolved right now stay out of the
+    /// batches and are retried.
     async fn group(&mut self, outs: &mut [Out]) -> (Vec<TopicBatch>, Vec<Vec<usize>>) {
         self.round_robin = self.round_robin.wrapping_add(1);
         let mut batches: Vec<TopicBatch> = Vec::new();
+        let mut sizes: Vec<usize> = Vec::new();
         let mut members: Vec<Vec<usize>> = Vec::new();
-        let mut index: HashMap<(Arc<str>, i32), usize> = HashMap::new();
+        let mut open: HashMap<(Arc<str>, i32), usize> = HashMap::new();
         for (i, out) in outs.iter_mut().enumerate() {
             let Some(count) = self.partition_count(&out.record.topic).await else {
                 continue;
@@ -238,17 +257,23 @@ impl Ingest {
                 Some(key) => runnel_client::partitioner::partition_for_key(key, count),
                 None => (self.round_robin % count.max(1) as u32) as i32,
             };
-            let slot = *index
-                .entry((out.record.topic.clone(), partition))
-                .or_insert_with(|| {
+            let size = encoded_size(&out.record);
+            let key = (out.record.topic.clone(), partition);
+            let slot = match open.get(&key) {
+                Some(&slot) if sizes[slot] + size <= MAX_RECORD_BATCH_BYTES => slot,
+                _ => {
                     batches.push(TopicBatch {
                         topic: out.record.topic.clone(),
                         partition,
                         records: Vec::new(),
                     });
+                    sizes.push(0);
                     members.push(Vec::new());
+                    open.insert(key, batches.len() - 1);
                     batches.len() - 1
-                });
+                }
+            };
+            sizes[slot] += size;
             batches[slot].records.push(out.record.clone());
             members[slot].push(i);
         }

@@ -5,6 +5,7 @@
 //! requests, flushes and closes the store. `main.rs` only parses flags and config.
 
 pub mod alloc;
+pub mod bridge;
 pub mod config;
 pub mod group;
 pub mod handlers;
@@ -43,6 +44,8 @@ pub enum StartError {
         addr: std::net::SocketAddr,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Bridge(#[from] runnel_bridge::BridgeError),
     #[error("cannot open data directory {dir}: {source}")]
     Store {
         dir: std::path::PathBuf,
@@ -112,10 +115,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         dir.display()
     );
     let tracker = TaskTracker::new();
+    // Bridges stop with the broker but before the store closes: they get their own token,
+    // cancelled once the listener has stopped, and are awaited before the drain.
+    let bridges_stop = CancellationToken::new();
+    let bridges = if ctx.config.bridge.is_empty() {
+        None
+    } else {
+        Some(bridge::start(ctx.clone(), ctx.config.bridge.clone(), bridges_stop.clone()).await?)
+    };
     tracker.spawn(retention::run(ctx.clone()));
     tracker.spawn(ctx.groups.clone().sweep(shutdown.clone()));
     server::accept_loop(ctx.clone(), listener, tracker.clone()).await;
     tracing::info!("shutting down: draining in-flight requests");
+    bridges_stop.cancel();
+    if let Some(running) = bridges {
+        running.wait().await;
+    }
     tracker.close();
     if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
         .await

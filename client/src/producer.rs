@@ -141,14 +141,20 @@ impl Producer {
         let mut last_error = None;
         while !slots.is_empty() {
             attempts += 1;
-            let outcome = self.attempt(&slots).await;
-            let mut retry = Vec::new();
+            // Kafka takes one batch per partition per request: send the first pending batch
+            // of each partition now, the rest in later rounds, so a partition's batches are
+            // written in order.
+            let (now, later) = first_per_partition(slots);
+            let outcome = self.attempt(&now).await;
+            let mut retry = later;
             let mut reset = false;
-            for (slot, result) in slots.into_iter().zip(outcome) {
+            let mut failed = false;
+            for (slot, result) in now.into_iter().zip(outcome) {
                 match result {
                     Ok(offset) => results[slot.index] = Some(Ok(offset)),
                     Err(e) if needs_new_producer_id(&e) && self.config.idempotent => {
                         reset = true;
+                        failed = true;
                         last_error = Some(e);
                         retry.push(slot);
                     }
@@ -156,15 +162,20 @@ impl Producer {
                         if e.needs_metadata() {
                             self.client.forget_topic(&slot.topic);
                         }
+                        failed = true;
                         last_error = Some(e);
                         retry.push(slot);
                     }
                     Err(e) => results[slot.index] = Some(Err(e)),
                 }
             }
+            retry.sort_by_key(|s| s.index);
             slots = retry;
             if slots.is_empty() {
                 break;
+            }
+            if !failed {
+                continue;
             }
             if started.elapsed() >= self.config.delivery_timeout {
                 let last = last_error
@@ -329,6 +340,20 @@ impl Producer {
         tracing::debug!(producer_id = state.producer_id, "producer id assigned");
         Ok(())
     }
+}
+
+/// Splits `slots` (in order) into the first of each partition and the rest.
+fn first_per_partition(slots: Vec<Slot>) -> (Vec<Slot>, Vec<Slot>) {
+    let mut seen = std::collections::HashSet::new();
+    let (mut now, mut later) = (Vec::new(), Vec::new());
+    for slot in slots {
+        if seen.insert((slot.topic.clone(), slot.partition)) {
+            now.push(slot);
+        } else {
+            later.push(slot);
+        }
+    }
+    (now, later)
 }
 
 fn partition_result(response: &ProduceResponse, slot: &Slot) -> Result<i64> {

@@ -28,6 +28,9 @@ pub struct Config {
     pub topics: TopicDefaults,
     pub groups: GroupConfig,
     pub log: LogConfig,
+    /// MQTT bridges run inside the broker, writing straight into the log (`[[bridge]]`
+    /// tables, the same format `runnel-bridge` reads).
+    pub bridge: Vec<runnel_bridge::BridgeConfig>,
 }
 
 /// Network listener and request limits.

@@ -16,6 +16,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("invalid value for `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
+    #[error("invalid [[bridge]] section: {0}")]
+    Bridge(#[from] runnel_bridge::config::ConfigError),
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -31,6 +33,7 @@ pub const MIN_DISK_BYTES: u64 = 4 * 1024 * 1024;
 impl Config {
     /// Checks every value that could make the broker misbehave later.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        runnel_bridge::config::validate_all(&self.bridge)?;
         let s = &self.server;
         if s.node_id < 0 {
             return Err(invalid("server.node_id", "must be >= 0"));

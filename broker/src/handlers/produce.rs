@@ -118,7 +118,9 @@ fn store_error(e: &StoreError) -> ApiError {
     e.clone().into()
 }
 
-fn prepare(
+/// Checks one partition's records like Produce does (topic and partition exist, size limit,
+/// batch header and CRC) and makes the append item. Shared with the embedded bridge.
+pub(crate) fn prepare(
     acks: i16,
     topic: Option<&crate::topics::Topic>,
     index: i32,
