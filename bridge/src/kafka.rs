@@ -37,15 +37,15 @@ impl KafkaBackend {
     }
 }
 
-/// Only errors about the records themselves reject them; see [`SinkError`].
+/// Only a property of the records themselves (their size, their timestamp) rejects them; see
+/// [`SinkError`]. INVALID_RECORD or CORRUPT_MESSAGE for a batch this client encoded would be
+/// a bug on one side or the other: retried (and visible in the status), never dropped.
 fn sink_error(e: ClientError) -> SinkError {
     let rejected = matches!(
         e.code(),
         Some(
             ResponseError::MessageTooLarge
                 | ResponseError::RecordListTooLarge
-                | ResponseError::InvalidRecord
-                | ResponseError::CorruptMessage
                 | ResponseError::InvalidTimestamp
         )
     );

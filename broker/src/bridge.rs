@@ -105,10 +105,10 @@ impl EmbeddedBackend {
                     let topic = self.ctx.topics.get(&b.topic);
                     prepare(-1, topic.as_deref(), b.partition, Some(bytes)).map_err(|e| {
                         let message = format!("{}/{}: {}", b.topic, b.partition, e.message);
+                        // Only the size is the record's fault; anything else about a batch
+                        // we encoded is a bug, retried (and shown) rather than dropped.
                         match e.code {
-                            ResponseError::MessageTooLarge
-                            | ResponseError::InvalidRecord
-                            | ResponseError::CorruptMessage => SinkError::rejected(message),
+                            ResponseError::MessageTooLarge => SinkError::rejected(message),
                             _ => SinkError::failed(message),
                         }
                     })

@@ -70,11 +70,9 @@ pub fn encode_batch(
                 producer_epoch: identity.producer_epoch,
                 timestamp_type: TimestampType::Creation,
                 offset: i64::from(delta),
-                sequence: if identity.base_sequence < 0 {
-                    -1
-                } else {
-                    identity.base_sequence.wrapping_add(delta)
-                },
+                // Also for base −1 (no producer id): the crate takes the batch's base sequence
+                // from the first record and splits wherever `offset − sequence` changes.
+                sequence: identity.base_sequence.wrapping_add(delta),
                 timestamp: r.timestamp_ms,
                 key: r.key.clone(),
                 value: r.value.clone(),
@@ -162,6 +160,22 @@ mod tests {
         assert_eq!(back[2].value, records[4].value);
         assert_eq!(back[1].headers, records[3].headers);
         assert_eq!(back[1].timestamp_ms, records[3].timestamp_ms);
+    }
+
+    #[test]
+    fn given_records_without_a_producer_id_when_encoding_should_make_one_batch_with_no_sequence() {
+        let records: Vec<_> = (0..4).map(record).collect();
+        let bytes =
+            encode_batch(&records, BatchIdentity::NONE, Compression::None).expect("encodes");
+        let batch_len = i32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        assert_eq!(batch_len as usize + 12, bytes.len(), "exactly one batch");
+        // baseSequence sits after baseOffset(8) length(4) epoch(4) magic(1) crc(4) attributes(2)
+        // lastOffsetDelta(4) baseTimestamp(8) maxTimestamp(8) producerId(8) producerEpoch(2).
+        let at = 8 + 4 + 4 + 1 + 4 + 2 + 4 + 8 + 8 + 8 + 2;
+        let base_sequence =
+            i32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        assert_eq!(base_sequence, -1);
+        assert_eq!(decode_batches(bytes, 0).expect("decodes").len(), 4);
     }
 
     #[test]
