@@ -796,6 +796,15 @@ topic = "t"
     }
 
     #[test]
+    fn given_the_shipped_example_file_when_loaded_should_validate() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("runnel-bridge.example.toml");
+        let bridges = load_file(&path).expect("the example config is valid");
+        assert_eq!(bridges.len(), 1);
+        assert_eq!(bridges[0].ingress.len(), 2);
+        assert_eq!(bridges[0].egress.len(), 1);
+    }
+
+    #[test]
     fn given_minimal_bridge_when_parsed_should_use_every_default() {
         let b = minimal();
         b.validate().expect("minimal is valid");

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
 use crate::config::EgressRule;
-use crate::mapping::render_egress_topic;
+use crate::mapping::TopicTemplate;
 use crate::mqtt::{Backoff, MqttHandle};
 use crate::status::BridgeStats;
 
@@ -65,6 +65,16 @@ pub struct Egress {
 
 impl Egress {
     pub async fn run(self) {
+        // Validated at start-up, so this only fails if validation and parsing disagree.
+        let template = match TopicTemplate::parse(&self.rule.mqtt_topic) {
+            Ok(t) => t,
+            Err(e) => {
+                self.stats
+                    .set_error(format!("egress from {}: {e}", self.rule.topic));
+                tracing::error!(topic = %self.rule.topic, error = %e, "egress rule not started");
+                return;
+            }
+        };
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         let partitions = loop {
             match self.backend.partitions(&self.rule.topic).await {
@@ -125,7 +135,7 @@ impl Egress {
                 }
                 if let Some(last) = read.records.last() {
                     let next = last.offset + 1;
-                    if !self.deliver(partition, &read.records).await {
+                    if !self.deliver(&template, partition, &read.records).await {
                         return;
                     }
                     if !self.commit(partition, next).await {
@@ -157,17 +167,17 @@ impl Egress {
     }
 
     /// Publishes `records` and waits for their PUBACKs; false on shutdown.
-    async fn deliver(&self, partition: i32, records: &[crate::backend::SourceRecord]) -> bool {
+    async fn deliver(
+        &self,
+        template: &TopicTemplate,
+        partition: i32,
+        records: &[crate::backend::SourceRecord],
+    ) -> bool {
         let _turn = self.acks.lock.lock().await;
         let base = self.acks.count.load(Ordering::Acquire);
         let mut sent = 0u64;
         for r in records {
-            let topic = match render_egress_topic(
-                &self.rule.mqtt_topic,
-                r.key.as_deref(),
-                &self.rule.topic,
-                partition,
-            ) {
+            let topic = match template.render(r.key.as_deref(), &self.rule.topic, partition) {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::error!(topic = %self.rule.topic, partition, offset = r.offset, error = %e, "record not published to MQTT");
