@@ -21,6 +21,7 @@ pub mod kafka;
 pub mod mapping;
 pub mod metrics;
 pub mod mqtt;
+pub mod service;
 pub mod status;
 mod tls;
 

@@ -78,6 +78,8 @@ async fn run(args: Args, configs: Vec<runnel_bridge::BridgeConfig>) -> anyhow::R
         tokio::spawn(serve);
     }
     tracing::info!(bootstrap = %args.bootstrap, "runnel-bridge running");
+    runnel_bridge::service::ready("bridging");
+    tokio::spawn(runnel_bridge::service::watchdog(shutdown.clone()));
     running.wait().await;
     Ok(())
 }
@@ -96,5 +98,6 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = term.recv() => {}
     }
     tracing::info!("stopping: finishing the write in progress");
+    runnel_bridge::service::stopping();
     shutdown.cancel();
 }

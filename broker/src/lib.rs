@@ -124,9 +124,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         Some(bridge::start(ctx.clone(), ctx.config.bridge.clone(), bridges_stop.clone()).await?)
     };
     tracker.spawn(retention::run(ctx.clone()));
+    tracker.spawn(runnel_bridge::service::watchdog(shutdown.clone()));
+    runnel_bridge::service::ready(&format!("serving Kafka on {bound}"));
     tracker.spawn(ctx.groups.clone().sweep(shutdown.clone()));
     server::accept_loop(ctx.clone(), listener, tracker.clone()).await;
     tracing::info!("shutting down: draining in-flight requests");
+    runnel_bridge::service::stopping();
     bridges_stop.cancel();
     if let Some(running) = bridges {
         running.wait().await;

@@ -15,6 +15,10 @@ pub struct Args {
     /// TOML configuration file.
     #[arg(long, env = "RUNNEL_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Only load and validate the configuration (file, environment, flags), print the
+    /// verdict and exit: 0 when valid, 2 naming the bad key otherwise.
+    #[arg(long)]
+    pub check_config: bool,
     /// Address to listen on [server.listen].
     #[arg(long, env = "RUNNEL_LISTEN")]
     pub listen: Option<SocketAddr>,
