@@ -40,6 +40,13 @@ impl Budget {
         } else {
             raw
         };
+        if configured.is_some() && capped < raw {
+            tracing::warn!(
+                configured = raw,
+                used = capped,
+                "storage.max_disk_bytes is larger than a 32-bit process can map; capped"
+            );
+        }
         Ok(Budget::from_bytes(capped))
     }
 
