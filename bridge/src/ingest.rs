@@ -44,6 +44,8 @@ const RECORD_OVERHEAD: usize = 24;
 
 /// One record on its way, and where it came from.
 struct Out {
+    /// Position in the batch received from MQTT; retries keep this order.
+    order: usize,
     rule: usize,
     dead_letter: bool,
     record: Record,
@@ -143,6 +145,7 @@ impl Ingest {
                 Routed::Record { rule, record } => {
                     self.count(rule, |c| &c.received);
                     outs.push(Out {
+                        order: outs.len(),
                         rule,
                         dead_letter: false,
                         record,
@@ -156,6 +159,7 @@ impl Ingest {
                     self.count(rule, |c| &c.received);
                     tracing::debug!(mqtt_topic = %m.topic, %reason, "payload rejected, dead-lettering");
                     outs.push(Out {
+                        order: outs.len(),
                         rule,
                         dead_letter: true,
                         record,
@@ -187,7 +191,7 @@ impl Ingest {
     async fn write_durably(&mut self, mut outs: Vec<Out>) -> bool {
         self.backoff.reset();
         while !outs.is_empty() {
-            let (batches, members) = self.group(&mut outs).await;
+            let (batches, members, unresolved) = self.group(&mut outs).await;
             let results = if batches.is_empty() {
                 Vec::new()
             } else {
@@ -221,10 +225,14 @@ impl Ingest {
                     }
                 }
             }
-            // Records the grouping could not place (their topic is gone) are in `slots` still.
-            for out in slots.into_iter().flatten() {
-                retry.push(out);
+            // Records the grouping left out are in `slots` still: those whose topic is not
+            // available right now (retried after the backoff, like a failed write), and those
+            // behind a full batch of their partition (written in the next round).
+            if let (Some(topic), None) = (&unresolved, &last_error) {
+                last_error = Some(format!("topic {topic} is not available"));
             }
+            retry.extend(slots.into_iter().flatten());
+            retry.sort_by_key(|o| o.order);
             outs = retry;
             if let Some(e) = last_error {
                 self.stats.set_error(format!("writing records: {e}"));
@@ -239,18 +247,26 @@ impl Ingest {
         true
     }
 
-    /// Groups records by (topic, partition) into batches of at most
-    /// [`MAX_RECORD_BATCH_BYTES`], keeping their order; also says which `outs` indices went
-    /// into each batch. Records whose topic cannot be resolved right now stay out of the
-    /// batches and are retried.
-    async fn group(&mut self, outs: &mut [Out]) -> (Vec<TopicBatch>, Vec<Vec<usize>>) {
+    /// Groups records by (topic, partition), keeping their order, into one batch per
+    /// partition of at most [`MAX_RECORD_BATCH_BYTES`] (a single larger record goes alone);
+    /// also says which `outs` indices went into each batch. One batch per partition per
+    /// write keeps a partition's records in order even if one batch fails and another does
+    /// not. Left out: records behind a full batch (next round), and records whose topic is
+    /// not available now (the topic is returned, to be reported and retried).
+    async fn group(
+        &mut self,
+        outs: &mut [Out],
+    ) -> (Vec<TopicBatch>, Vec<Vec<usize>>, Option<Arc<str>>) {
         self.round_robin = self.round_robin.wrapping_add(1);
         let mut batches: Vec<TopicBatch> = Vec::new();
         let mut sizes: Vec<usize> = Vec::new();
         let mut members: Vec<Vec<usize>> = Vec::new();
         let mut open: HashMap<(Arc<str>, i32), usize> = HashMap::new();
+        let mut full: std::collections::HashSet<(Arc<str>, i32)> = Default::default();
+        let mut unresolved = None;
         for (i, out) in outs.iter_mut().enumerate() {
             let Some(count) = self.partition_count(&out.record.topic).await else {
+                unresolved = Some(out.record.topic.clone());
                 continue;
             };
             let partition = match &out.record.key {
@@ -259,9 +275,16 @@ impl Ingest {
             };
             let size = encoded_size(&out.record);
             let key = (out.record.topic.clone(), partition);
+            if full.contains(&key) {
+                continue;
+            }
             let slot = match open.get(&key) {
-                Some(&slot) if sizes[slot] + size <= MAX_RECORD_BATCH_BYTES => slot,
-                _ => {
+                Some(&slot) if sizes[slot] + size > MAX_RECORD_BATCH_BYTES => {
+                    full.insert(key);
+                    continue;
+                }
+                Some(&slot) => slot,
+                None => {
                     batches.push(TopicBatch {
                         topic: out.record.topic.clone(),
                         partition,
@@ -277,7 +300,7 @@ impl Ingest {
             batches[slot].records.push(out.record.clone());
             members[slot].push(i);
         }
-        (batches, members)
+        (batches, members, unresolved)
     }
 
     async fn partition_count(&mut self, topic: &Arc<str>) -> Option<i32> {
@@ -316,6 +339,7 @@ impl Ingest {
             .push((header::DLQ_RULE.into(), Bytes::from(rule.filter.clone())));
         tracing::warn!(%topic, %reason, "record rejected by the backend; dead-lettering");
         Some(Out {
+            order: out.order,
             rule: out.rule,
             dead_letter: true,
             record,
