@@ -52,7 +52,28 @@ impl ClientConfig {
 pub struct PartitionMeta {
     pub partition: i32,
     pub leader: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
     pub error_code: i16,
+}
+
+/// A broker as the metadata describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerMeta {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+/// One whole Metadata answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterMeta {
+    pub cluster_id: Option<String>,
+    /// -1 when the broker does not say (Metadata v0).
+    pub controller: i32,
+    pub brokers: Vec<BrokerMeta>,
+    pub topics: Vec<TopicMeta>,
 }
 
 /// One topic as the metadata describes it.
@@ -179,6 +200,11 @@ impl Client {
         topics: &[&str],
         auto_create: bool,
     ) -> Result<Vec<TopicMeta>> {
+        Ok(self.metadata(topics, auto_create).await?.topics)
+    }
+
+    /// The whole Metadata answer for `topics` (all topics when empty); refreshes the cache.
+    pub async fn metadata(&self, topics: &[&str], auto_create: bool) -> Result<ClusterMeta> {
         let conn = self.any_connection().await?;
         let request = MetadataRequest::default()
             .with_topics(if topics.is_empty() {
@@ -203,38 +229,56 @@ impl Client {
             request
         };
         let response = conn.call_at(&request, version).await?;
-        let brokers: HashMap<i32, String> = response
-            .brokers
-            .iter()
-            .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
-            .collect();
-        let metas: Vec<TopicMeta> = response
-            .topics
-            .iter()
-            .filter_map(|t| {
-                let name = t.name.as_ref()?.0.to_string();
-                let mut partitions: Vec<PartitionMeta> = t
-                    .partitions
-                    .iter()
-                    .map(|p| PartitionMeta {
-                        partition: p.partition_index,
-                        leader: p.leader_id.0,
-                        error_code: p.error_code,
-                    })
-                    .collect();
-                partitions.sort_by_key(|p| p.partition);
-                Some(TopicMeta {
-                    name,
-                    error_code: t.error_code,
-                    partitions,
+        let meta = ClusterMeta {
+            cluster_id: response.cluster_id.as_ref().map(|c| c.to_string()),
+            controller: response.controller_id.0,
+            brokers: response
+                .brokers
+                .iter()
+                .map(|b| BrokerMeta {
+                    node_id: b.node_id.0,
+                    host: b.host.to_string(),
+                    port: b.port,
+                    rack: b.rack.as_ref().map(|r| r.to_string()),
                 })
-            })
-            .collect();
+                .collect(),
+            topics: response
+                .topics
+                .iter()
+                .filter_map(|t| {
+                    let name = t.name.as_ref()?.0.to_string();
+                    let mut partitions: Vec<PartitionMeta> = t
+                        .partitions
+                        .iter()
+                        .map(|p| PartitionMeta {
+                            partition: p.partition_index,
+                            leader: p.leader_id.0,
+                            replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
+                            isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                            error_code: p.error_code,
+                        })
+                        .collect();
+                    partitions.sort_by_key(|p| p.partition);
+                    Some(TopicMeta {
+                        name,
+                        error_code: t.error_code,
+                        partitions,
+                    })
+                })
+                .collect(),
+        };
         if let Ok(mut cache) = self.inner.cache.write() {
-            if !brokers.is_empty() {
-                cache.brokers = brokers;
+            if !meta.brokers.is_empty() {
+                cache.brokers = meta
+                    .brokers
+                    .iter()
+                    .map(|b| (b.node_id, format!("{}:{}", b.host, b.port)))
+                    .collect();
             }
-            for m in &metas {
+            if topics.is_empty() {
+                cache.topics.clear();
+            }
+            for m in &meta.topics {
                 if m.error_code == 0 {
                     cache.topics.insert(m.name.clone(), m.clone());
                 } else {
@@ -242,7 +286,7 @@ impl Client {
                 }
             }
         }
-        Ok(metas)
+        Ok(meta)
     }
 
     /// The cached description of `topic`.

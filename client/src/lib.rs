@@ -19,8 +19,9 @@ pub mod partitioner;
 pub mod producer;
 pub mod records;
 
-pub use admin::NewTopic;
-pub use cluster::{Client, ClientConfig, PartitionMeta, TopicMeta};
+pub use admin::groups::{GroupDescription, GroupListing, GroupMember, PartitionOffsets};
+pub use admin::{ConfigChange, ConfigEntry, NewTopic};
+pub use cluster::{BrokerMeta, Client, ClientConfig, ClusterMeta, PartitionMeta, TopicMeta};
 pub use conn::Connection;
 pub use consumer::{FetchOptions, Fetched, OffsetSpec};
 pub use error::{ClientError, Result};
