@@ -51,6 +51,9 @@ pub struct GroupDescription {
     pub members: Vec<GroupMember>,
 }
 
+/// A leader's connection and the partitions asked of it.
+type LeaderPartitions = (std::sync::Arc<crate::Connection>, Vec<(String, i32)>);
+
 /// (topic, partition) → offset.
 pub type PartitionOffsets = BTreeMap<(String, i32), i64>;
 
