@@ -192,10 +192,7 @@ impl Client {
         partitions: &[(String, i32)],
         timestamp: i64,
     ) -> Result<PartitionOffsets> {
-        let mut by_leader: HashMap<
-            String,
-            (std::sync::Arc<crate::Connection>, Vec<(String, i32)>),
-        > = HashMap::new();
+        let mut by_leader: HashMap<String, LeaderPartitions> = HashMap::new();
         for (topic, partition) in partitions {
             let conn = self.leader_connection(topic, *partition).await?;
             by_leader
