@@ -1,1 +1,15 @@
-//! Runnel admin GUI. Filled by the admin-GUI issue; empty until then so the workspace builds.
+//! `runnel-admin`: the desktop app an operator keeps open to watch and manage a fleet of edge
+//! brokers — Runnel or any Kafka-compatible cluster, over the Kafka protocol only
+//! (`runnel-client`).
+//!
+//! - [`worker`]: a background tokio runtime owns every connection; the UI sends commands and
+//!   never waits on the network;
+//! - [`state`]: plain data the panels draw, with how fresh it is;
+//! - [`history`]: consumer-group lag over time (persisted) and the status judged from it;
+//! - [`app`]: the eframe app (draws only) and [`panels`], one per screen.
+
+pub mod app;
+pub mod history;
+pub mod panels;
+pub mod state;
+pub mod worker;

@@ -1,0 +1,102 @@
+//! Saved connection profiles (persisted by eframe), opening several clusters at once, and the
+//! fleet overview: each open cluster online, stale (with "last seen") or offline.
+
+use std::time::Instant;
+
+use crate::app::AdminApp;
+use crate::state::Profile;
+
+pub fn show(app: &mut AdminApp, ui: &mut egui::Ui, now: Instant) {
+    ui.heading("Connections");
+    ui.horizontal(|ui| {
+        let name = ui.label("Name");
+        ui.add(
+            egui::TextEdit::singleline(&mut app.forms.new_profile.name)
+                .desired_width(120.0)
+                .hint_text("edge-1"),
+        )
+        .labelled_by(name.id);
+        let bootstrap = ui.label("Bootstrap servers");
+        ui.add(
+            egui::TextEdit::singleline(&mut app.forms.new_profile.bootstrap).desired_width(220.0),
+        )
+        .labelled_by(bootstrap.id);
+        let valid = !app.forms.new_profile.name.trim().is_empty()
+            && !app.forms.new_profile.bootstrap.trim().is_empty();
+        if ui
+            .add_enabled(valid, egui::Button::new("Save profile"))
+            .clicked()
+        {
+            let p = Profile {
+                name: app.forms.new_profile.name.trim().to_string(),
+                bootstrap: app.forms.new_profile.bootstrap.trim().to_string(),
+            };
+            app.profiles.retain(|q| q.name != p.name);
+            app.profiles.push(p);
+            app.forms.new_profile.name.clear();
+        }
+    });
+    ui.separator();
+    let mut connect = None;
+    let mut forget = None;
+    egui::Grid::new("profiles").striped(true).show(ui, |ui| {
+        ui.strong("Profile");
+        ui.strong("Bootstrap");
+        ui.end_row();
+        for (i, p) in app.profiles.iter().enumerate() {
+            ui.label(&p.name);
+            ui.label(&p.bootstrap);
+            if ui.button(format!("Connect {}", p.name)).clicked() {
+                connect = Some(p.clone());
+            }
+            if ui.button(format!("Forget {}", p.name)).clicked() {
+                forget = Some(i);
+            }
+            ui.end_row();
+        }
+    });
+    if let Some(p) = connect {
+        app.connect(p);
+    }
+    if let Some(i) = forget {
+        app.profiles.remove(i);
+    }
+    ui.separator();
+    ui.heading("Fleet");
+    let mut close = None;
+    {
+        let model = app.worker.model();
+        egui::Grid::new("fleet").striped(true).show(ui, |ui| {
+            for h in [
+                "Cluster",
+                "Status",
+                "Brokers",
+                "Topics",
+                "Groups",
+                "Last error",
+            ] {
+                ui.strong(h);
+            }
+            ui.end_row();
+            for (id, profile) in &app.open {
+                let view = model.clusters.get(id);
+                ui.label(&profile.name);
+                ui.label(view.map(|v| v.freshness.label(now)).unwrap_or_default());
+                ui.label(
+                    view.and_then(|v| v.meta.as_ref())
+                        .map_or("-".into(), |m| m.brokers.len().to_string()),
+                );
+                ui.label(view.map_or("-".into(), |v| v.topics.len().to_string()));
+                ui.label(view.map_or("-".into(), |v| v.groups.len().to_string()));
+                ui.label(view.and_then(|v| v.last_error.clone()).unwrap_or_default());
+                if ui.button(format!("Close {}", profile.name)).clicked() {
+                    close = Some(*id);
+                }
+                ui.end_row();
+            }
+        });
+    }
+    if let Some(id) = close {
+        app.disconnect(id);
+    }
+}

@@ -1,0 +1,253 @@
+//! Plain data the panels draw: what the background worker last learned about each cluster.
+//! No I/O, no egui. The worker replaces parts of a [`ClusterView`] when an answer arrives; a
+//! cluster that stops answering keeps its last values, and [`Freshness`] says how old they
+//! are.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use runnel_client::{ClusterMeta, ConfigEntry, GroupDescription};
+use serde::{Deserialize, Serialize};
+
+/// (topic, partition) → offset.
+pub type Offsets = BTreeMap<(String, i32), i64>;
+
+/// A saved connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Profile {
+    pub name: String,
+    /// `host:port[,host:port…]`.
+    pub bootstrap: String,
+}
+
+/// How current a cluster's data is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// No answer yet.
+    Connecting,
+    /// The last refresh succeeded.
+    Online,
+    /// The last refresh failed, but earlier data is shown; `since` is the last success.
+    Stale { since: Instant },
+    /// Never answered.
+    Offline,
+}
+
+impl Freshness {
+    pub fn label(&self, now: Instant) -> String {
+        match self {
+            Freshness::Connecting => "connecting…".into(),
+            Freshness::Online => "online".into(),
+            Freshness::Stale { since } => format!("stale (last seen {} ago)", age(now - *since)),
+            Freshness::Offline => "offline".into(),
+        }
+    }
+}
+
+/// `12s`, `3m 05s`, `2h 10m`.
+pub fn age(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, (s % 3600) / 60),
+    }
+}
+
+/// One topic row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TopicRow {
+    pub name: String,
+    pub partitions: usize,
+    pub replication: usize,
+    /// Records in the topic (sum over partitions of end − start).
+    pub records: i64,
+    /// Records per second over the last two refreshes, once known.
+    pub rate: Option<f64>,
+    pub under_replicated: usize,
+}
+
+/// One partition in a topic's detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRow {
+    pub partition: i32,
+    pub leader: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub low: i64,
+    pub high: i64,
+}
+
+/// A topic's detail, loaded on demand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDetail {
+    pub name: String,
+    pub partitions: Vec<PartitionRow>,
+    pub configs: Vec<ConfigEntry>,
+}
+
+/// How a group is doing, judged over a window of lag samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GroupStatus {
+    Ok,
+    /// Lag grew over the window.
+    Lagging,
+    /// Lag > 0 and committed offsets did not move over the window.
+    Stalled,
+    /// No members.
+    Empty,
+    /// Not enough samples yet.
+    Unknown,
+}
+
+/// One group row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupRow {
+    pub group_id: String,
+    pub state: String,
+    pub members: usize,
+    pub lag: i64,
+    pub status: GroupStatus,
+}
+
+/// Committed offset, end and owner of one partition of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupPartitionRow {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: i64,
+    pub end: i64,
+    pub lag: i64,
+    pub owner: Option<String>,
+}
+
+/// A group's detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDetail {
+    pub description: GroupDescription,
+    pub partitions: Vec<GroupPartitionRow>,
+}
+
+/// A record shown in the message browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRow {
+    pub partition: i32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// The outcome of a user action, shown next to what caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionResult {
+    /// What was done, e.g. `create topic gps`.
+    pub action: String,
+    pub ok: bool,
+    pub message: String,
+}
+
+/// Everything known about one cluster.
+#[derive(Debug, Clone)]
+pub struct ClusterView {
+    pub profile: Profile,
+    pub freshness: Freshness,
+    pub last_ok: Option<Instant>,
+    pub last_error: Option<String>,
+    pub meta: Option<ClusterMeta>,
+    pub topics: Vec<TopicRow>,
+    pub groups: Vec<GroupRow>,
+    pub topic_detail: Option<TopicDetail>,
+    pub group_detail: Option<GroupDetail>,
+    pub messages: Vec<MessageRow>,
+    /// Bridge name → its latest status record (JSON, as the bridge wrote it).
+    pub bridges: BTreeMap<String, serde_json::Value>,
+    /// Newest first, bounded.
+    pub results: Vec<ActionResult>,
+    /// The offsets an offset reset would commit, for the preview: (topic, partition) → offset.
+    pub reset_preview: Option<(String, Offsets)>,
+}
+
+impl ClusterView {
+    pub fn new(profile: Profile) -> Self {
+        ClusterView {
+            profile,
+            freshness: Freshness::Connecting,
+            last_ok: None,
+            last_error: None,
+            meta: None,
+            topics: Vec::new(),
+            groups: Vec::new(),
+            topic_detail: None,
+            group_detail: None,
+            messages: Vec::new(),
+            bridges: BTreeMap::new(),
+            results: Vec::new(),
+            reset_preview: None,
+        }
+    }
+
+    /// Records a refresh outcome: success makes the view online, failure keeps the data and
+    /// marks it stale (or offline if nothing ever arrived).
+    pub fn mark(&mut self, outcome: Result<(), String>, now: Instant) {
+        match outcome {
+            Ok(()) => {
+                self.freshness = Freshness::Online;
+                self.last_ok = Some(now);
+                self.last_error = None;
+            }
+            Err(e) => {
+                self.freshness = match self.last_ok {
+                    Some(since) => Freshness::Stale { since },
+                    None => Freshness::Offline,
+                };
+                self.last_error = Some(e);
+            }
+        }
+    }
+
+    /// Keeps the newest results, at most 20.
+    pub fn push_result(&mut self, result: ActionResult) {
+        self.results.insert(0, result);
+        self.results.truncate(20);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view() -> ClusterView {
+        ClusterView::new(Profile {
+            name: "edge".into(),
+            bootstrap: "127.0.0.1:9092".into(),
+        })
+    }
+
+    #[test]
+    fn given_a_failure_after_success_when_marking_should_be_stale_since_the_last_success() {
+        let mut v = view();
+        let t0 = Instant::now();
+        v.mark(Ok(()), t0);
+        assert_eq!(v.freshness, Freshness::Online);
+        v.mark(
+            Err("connection refused".into()),
+            t0 + Duration::from_secs(5),
+        );
+        assert_eq!(v.freshness, Freshness::Stale { since: t0 });
+        assert_eq!(v.last_error.as_deref(), Some("connection refused"));
+        assert!(
+            v.freshness
+                .label(t0 + Duration::from_secs(75))
+                .contains("1m 15s")
+        );
+    }
+
+    #[test]
+    fn given_only_failures_when_marking_should_be_offline() {
+        let mut v = view();
+        v.mark(Err("no route".into()), Instant::now());
+        assert_eq!(v.freshness, Freshness::Offline);
+    }
+}

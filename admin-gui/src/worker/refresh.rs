@@ -1,0 +1,203 @@
+//! The periodic overview of one cluster: brokers and topics (Metadata), record counts and
+//! rates (ListOffsets), groups with members and lag (ListGroups, DescribeGroups,
+//! OffsetFetch), and bridge status records. Everything goes into the view at once, so the
+//! screen never shows half of a refresh; a failed refresh leaves the last data, marked stale.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use runnel_client::{ClusterMeta, FetchOptions, PartitionOffsets};
+
+use super::ClusterCtx;
+use crate::history::Sample;
+use crate::state::{GroupRow, GroupStatus, TopicRow};
+
+/// The topic Runnel's MQTT bridges write their status to.
+pub const BRIDGE_STATUS_TOPIC: &str = "__runnel_bridge_status";
+/// Status records read per refresh (the newest per bridge wins).
+const BRIDGE_STATUS_TAIL: i64 = 200;
+
+/// Remembers the previous end offsets, for message rates.
+#[derive(Debug, Default)]
+pub struct Refresher {
+    previous: HashMap<String, (Instant, i64)>,
+}
+
+struct Overview {
+    meta: ClusterMeta,
+    topics: Vec<TopicRow>,
+    groups: Vec<(GroupRow, Sample)>,
+    bridges: BTreeMap<String, serde_json::Value>,
+}
+
+impl Refresher {
+    pub async fn refresh(&mut self, ctx: &ClusterCtx) {
+        // The whole refresh gets a few request timeouts; each request has its own.
+        let budget = ctx.timing.request_timeout * 3;
+        let outcome = match tokio::time::timeout(budget, self.overview(ctx)).await {
+            Ok(Ok(o)) => Ok(o),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no complete answer within {} s", budget.as_secs())),
+        };
+        let now = Instant::now();
+        let now_ms = now_ms();
+        ctx.update(|view, history| match outcome {
+            Ok(o) => {
+                for (row, sample) in &o.groups {
+                    history.record(&view.profile.name, &row.group_id, *sample);
+                }
+                view.groups = o
+                    .groups
+                    .into_iter()
+                    .map(|(mut row, _)| {
+                        row.status =
+                            history.status(&view.profile.name, &row.group_id, row.members, now_ms);
+                        row
+                    })
+                    .collect();
+                view.meta = Some(o.meta);
+                view.topics = o.topics;
+                view.bridges = o.bridges;
+                view.mark(Ok(()), now);
+            }
+            Err(e) => view.mark(Err(e), now),
+        });
+    }
+
+    async fn overview(&mut self, ctx: &ClusterCtx) -> runnel_client::Result<Overview> {
+        let client = &ctx.client;
+        let meta = client.metadata(&[], false).await?;
+        let partitions: Vec<(String, i32)> = meta
+            .topics
+            .iter()
+            .filter(|t| t.error_code == 0)
+            .flat_map(|t| t.partitions.iter().map(|p| (t.name.clone(), p.partition)))
+            .collect();
+        let (starts, ends) = if partitions.is_empty() {
+            (PartitionOffsets::new(), PartitionOffsets::new())
+        } else {
+            (
+                client.start_offsets(&partitions).await?,
+                client.end_offsets(&partitions).await?,
+            )
+        };
+        let now = Instant::now();
+        let mut topics = Vec::with_capacity(meta.topics.len());
+        for t in meta.topics.iter().filter(|t| t.error_code == 0) {
+            let (mut records, mut high) = (0, 0);
+            for p in &t.partitions {
+                let key = (t.name.clone(), p.partition);
+                let end = ends.get(&key).copied().unwrap_or(0);
+                records += end - starts.get(&key).copied().unwrap_or(0);
+                high += end;
+            }
+            let rate = self.previous.get(&t.name).and_then(|(at, before)| {
+                let secs = now.duration_since(*at).as_secs_f64();
+                (secs > 0.0).then(|| (high - before).max(0) as f64 / secs)
+            });
+            self.previous.insert(t.name.clone(), (now, high));
+            topics.push(TopicRow {
+                name: t.name.clone(),
+                partitions: t.partitions.len(),
+                replication: t.partitions.first().map_or(0, |p| p.replicas.len()),
+                records,
+                rate,
+                under_replicated: t
+                    .partitions
+                    .iter()
+                    .filter(|p| p.isr.len() < p.replicas.len())
+                    .count(),
+            });
+        }
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        let groups = self.groups(ctx, &ends).await?;
+        let bridges = bridges(ctx, &meta, &starts, &ends).await;
+        Ok(Overview {
+            meta,
+            topics,
+            groups,
+            bridges,
+        })
+    }
+
+    async fn groups(
+        &self,
+        ctx: &ClusterCtx,
+        ends: &PartitionOffsets,
+    ) -> runnel_client::Result<Vec<(GroupRow, Sample)>> {
+        let client = &ctx.client;
+        let at_ms = now_ms();
+        let mut rows = Vec::new();
+        for listing in client.list_groups().await? {
+            let description = client.describe_group(&listing.group_id).await?;
+            let committed = client.group_offsets(&listing.group_id).await?;
+            let lag = lag_of(&committed, ends);
+            let sum: i64 = committed.values().sum();
+            rows.push((
+                GroupRow {
+                    group_id: listing.group_id,
+                    state: description.state,
+                    members: description.members.len(),
+                    lag,
+                    status: GroupStatus::Unknown,
+                },
+                Sample {
+                    at_ms,
+                    lag,
+                    committed: sum,
+                },
+            ));
+        }
+        Ok(rows)
+    }
+}
+
+/// Sum over committed partitions of end − committed (never negative).
+pub fn lag_of(committed: &PartitionOffsets, ends: &PartitionOffsets) -> i64 {
+    committed
+        .iter()
+        .map(|(k, c)| ends.get(k).map_or(0, |e| (e - c).max(0)))
+        .sum()
+}
+
+/// The newest status record of each bridge, if the cluster has the status topic.
+async fn bridges(
+    ctx: &ClusterCtx,
+    meta: &ClusterMeta,
+    starts: &PartitionOffsets,
+    ends: &PartitionOffsets,
+) -> BTreeMap<String, serde_json::Value> {
+    let mut out = BTreeMap::new();
+    if !meta.topics.iter().any(|t| t.name == BRIDGE_STATUS_TOPIC) {
+        return out;
+    }
+    let key = (BRIDGE_STATUS_TOPIC.to_string(), 0);
+    let end = ends.get(&key).copied().unwrap_or(0);
+    let from = (end - BRIDGE_STATUS_TAIL).max(starts.get(&key).copied().unwrap_or(0));
+    let options = FetchOptions {
+        max_wait: Duration::ZERO,
+        ..FetchOptions::default()
+    };
+    if let Ok(fetched) = ctx
+        .client
+        .fetch(BRIDGE_STATUS_TOPIC, 0, from, options)
+        .await
+    {
+        for r in fetched.records {
+            let (Some(k), Some(v)) = (r.key, r.value) else {
+                continue;
+            };
+            if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&v) {
+                out.insert(String::from_utf8_lossy(&k).into_owned(), json);
+            }
+        }
+    }
+    out
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,194 @@
+//! The real app code, driven with `egui_kittest` (widgets found by their labels, clicked like
+//! a user would) against a real `runnel` process, checked with a real Kafka client (rdkafka):
+//! connect, create a topic, see a group's true lag, reset its offsets, and see the cluster
+//! marked stale — with the UI still drawing — when the broker stops.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::producer::FutureRecord;
+use rdkafka::{Offset, TopicPartitionList};
+use runnel_admin::app::{AdminApp, Screen};
+use runnel_admin::history::LagHistory;
+use runnel_admin::state::Profile;
+use runnel_admin::worker::Timing;
+use runnel_tests::{Broker, BrokerOptions, clients};
+
+fn app() -> Result<AdminApp> {
+    let timing = Timing {
+        refresh: Duration::from_millis(300),
+        request_timeout: Duration::from_secs(3),
+    };
+    Ok(AdminApp::new(
+        Vec::new(),
+        LagHistory::default(),
+        timing,
+        Arc::new(|| {}),
+    )?)
+}
+
+fn harness(app: AdminApp) -> Harness<'static, AdminApp> {
+    Harness::builder()
+        .with_size(egui::vec2(1400.0, 1000.0))
+        .build_ui_state(|ui, app: &mut AdminApp| app.show(ui), app)
+}
+
+/// Steps the UI until `probe` holds (the worker answers in the background).
+fn wait_for(
+    harness: &mut Harness<'_, AdminApp>,
+    what: &str,
+    mut probe: impl FnMut(&Harness<'_, AdminApp>) -> bool,
+) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        harness.step();
+        if probe(harness) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(30));
+    }
+}
+
+fn has_label(h: &Harness<'_, AdminApp>, text: &str) -> bool {
+    h.query_all_by_label_contains(text).next().is_some()
+}
+
+/// Saves a profile through the form and connects with the button, as a user would.
+fn connect(harness: &mut Harness<'_, AdminApp>, bootstrap: &str) -> Result<()> {
+    harness.state_mut().forms.new_profile = Profile {
+        name: "edge".into(),
+        bootstrap: bootstrap.into(),
+    };
+    harness.step();
+    harness.get_by_label("Save profile").click();
+    harness.step();
+    harness.get_by_label("Connect edge").click();
+    wait_for(harness, "the cluster to be online", |h| {
+        has_label(h, "edge · online")
+    })
+}
+
+#[test]
+fn given_a_running_broker_when_creating_a_topic_in_the_ui_should_list_it_and_create_it()
+-> Result<()> {
+    let broker = Broker::start(BrokerOptions::new())?;
+    let mut harness = harness(app()?);
+    connect(&mut harness, &broker.bootstrap())?;
+    harness.state_mut().screen = Screen::Topics;
+    harness.step();
+    harness.get_by_label("Create topic").click();
+    harness.step();
+    {
+        let form = &mut harness.state_mut().forms.new_topic;
+        form.name = "made-in-ui".into();
+        form.partitions = 3;
+    }
+    harness.step();
+    harness.get_by_label("Create").click();
+    wait_for(&mut harness, "the new topic in the list", |h| {
+        has_label(h, "made-in-ui")
+    })?;
+    let consumer = clients::consumer(&broker.bootstrap(), &[])?;
+    ensure!(
+        clients::partition_count(&consumer, "made-in-ui")? == 3,
+        "the broker does not have 3 partitions"
+    );
+    Ok(())
+}
+
+#[test]
+fn given_a_group_with_lag_when_viewing_groups_should_show_the_true_lag_and_reset_it() -> Result<()>
+{
+    let broker = Broker::start(BrokerOptions::new())?;
+    let bootstrap = broker.bootstrap();
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async {
+        let admin = clients::admin(&bootstrap)?;
+        clients::create_topic(&admin, "orders", 2, &[]).await?;
+        let producer = clients::producer(&bootstrap, &[])?;
+        for i in 0..40 {
+            clients::send_one(
+                &producer,
+                FutureRecord::to("orders")
+                    .key("k")
+                    .payload("v")
+                    .partition(i % 2),
+            )
+            .await?;
+        }
+        anyhow::Ok(())
+    })?;
+    // The group consumed part of the topic: committed 5 of 20 on partition 0, 12 of 20 on 1.
+    let consumer = clients::consumer(
+        &bootstrap,
+        &[("group.id", "billing"), ("enable.auto.commit", "false")],
+    )?;
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("orders", 0, Offset::Offset(5))?;
+    tpl.add_partition_offset("orders", 1, Offset::Offset(12))?;
+    consumer.commit(&tpl, CommitMode::Sync)?;
+    let true_lag = (20 - 5) + (20 - 12);
+
+    let mut harness = harness(app()?);
+    connect(&mut harness, &bootstrap)?;
+    harness.state_mut().screen = Screen::Groups;
+    wait_for(&mut harness, "the group's lag", |h| {
+        has_label(h, "billing") && has_label(h, &format!("lag {true_lag}"))
+    })?;
+
+    harness.get_by_label("billing").click();
+    wait_for(&mut harness, "the group's detail", |h| {
+        has_label(h, "Group billing")
+    })?;
+    harness.state_mut().forms.reset.target = 0; // earliest
+    harness.step();
+    harness.get_by_label("Preview reset").click();
+    wait_for(&mut harness, "the reset preview", |h| {
+        has_label(h, "Apply reset")
+    })?;
+    harness.get_by_label("Apply reset").click();
+    wait_for(&mut harness, "the reset to finish", |h| {
+        has_label(h, "offsets of 2 partition(s) of billing reset")
+    })?;
+
+    let committed = consumer.committed_offsets(tpl, Duration::from_secs(10))?;
+    for p in 0..2 {
+        let offset = committed
+            .find_partition("orders", p)
+            .context("partition")?
+            .offset();
+        ensure!(
+            offset == Offset::Offset(0),
+            "partition {p} committed {offset:?} after a reset to earliest"
+        );
+    }
+    wait_for(&mut harness, "the new lag", |h| has_label(h, "lag 40"))?;
+    Ok(())
+}
+
+#[test]
+fn given_a_stopped_broker_when_refreshing_should_mark_the_cluster_stale_and_keep_drawing()
+-> Result<()> {
+    let mut broker = Broker::start(BrokerOptions::new())?;
+    let mut harness = harness(app()?);
+    connect(&mut harness, &broker.bootstrap())?;
+    broker.kill9()?;
+    // The UI keeps stepping (the worker waits on the network, not the UI) until it says stale.
+    wait_for(&mut harness, "the stale mark", |h| {
+        has_label(h, "edge · stale (last seen")
+    })?;
+    harness.state_mut().screen = Screen::Connections;
+    harness.step();
+    ensure!(
+        has_label(&harness, "Refresh failed"),
+        "the refresh error is not shown"
+    );
+    Ok(())
+}
