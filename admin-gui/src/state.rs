@@ -54,6 +54,16 @@ pub fn age(d: Duration) -> String {
     }
 }
 
+/// What one broker told about itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BrokerStatus {
+    pub reachable: bool,
+    pub error: Option<String>,
+    /// `runnel.version`, `runnel.uptime.ms`, `runnel.disk.used.bytes`, `runnel.rss.bytes`,
+    /// `log.max.disk.bytes`, when the broker reports them.
+    pub stats: BTreeMap<String, String>,
+}
+
 /// One topic row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TopicRow {
@@ -156,6 +166,9 @@ pub struct ClusterView {
     pub last_ok: Option<Instant>,
     pub last_error: Option<String>,
     pub meta: Option<ClusterMeta>,
+    /// Per broker: whether it answered this refresh, and the `runnel.*` and disk entries of
+    /// its configs (empty for brokers that are not Runnel).
+    pub brokers: BTreeMap<i32, BrokerStatus>,
     pub topics: Vec<TopicRow>,
     pub groups: Vec<GroupRow>,
     pub topic_detail: Option<TopicDetail>,
@@ -177,6 +190,7 @@ impl ClusterView {
             last_ok: None,
             last_error: None,
             meta: None,
+            brokers: BTreeMap::new(),
             topics: Vec::new(),
             groups: Vec::new(),
             topic_detail: None,

@@ -179,6 +179,11 @@ fn given_a_stopped_broker_when_refreshing_should_mark_the_cluster_stale_and_keep
     let mut broker = Broker::start(BrokerOptions::new())?;
     let mut harness = harness(app()?);
     connect(&mut harness, &broker.bootstrap())?;
+    // Runnel's own state (version, uptime, disk, RSS) comes over the Kafka protocol too.
+    harness.state_mut().screen = Screen::Brokers;
+    wait_for(&mut harness, "the broker's version", |h| {
+        h.query_by_label(env!("CARGO_PKG_VERSION")).is_some() && has_label(h, "MiB")
+    })?;
     broker.kill9()?;
     // The UI keeps stepping (the worker waits on the network, not the UI) until it says stale.
     wait_for(&mut harness, "the stale mark", |h| {

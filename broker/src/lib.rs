@@ -106,6 +106,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         topics: Arc::new(topics),
         groups: Arc::new(groups),
         shutdown: shutdown.clone(),
+        started_at_ms: log::now_ms(),
     });
     tracing::info!(
         topics = ctx.topics.list().len(),

@@ -22,11 +22,29 @@ pub fn show(app: &mut AdminApp, ui: &mut egui::Ui) {
         meta.controller
     ));
     egui::Grid::new("brokers").striped(true).show(ui, |ui| {
-        for h in ["Id", "Address", "Rack", "Role", "Leads partitions"] {
+        for h in [
+            "Id",
+            "Address",
+            "Rack",
+            "Role",
+            "Leads partitions",
+            "Reachable",
+            "Version",
+            "Uptime",
+            "Disk used / budget",
+            "RSS",
+        ] {
             ui.strong(h);
         }
         ui.end_row();
         for b in &meta.brokers {
+            let status = view.brokers.get(&b.node_id);
+            let stat = |k: &str| status.and_then(|s| s.stats.get(k)).cloned();
+            let mib = |k: &str| {
+                stat(k)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(|v| format!("{:.1} MiB", v as f64 / 1048576.0))
+            };
             let leads: usize = meta
                 .topics
                 .iter()
@@ -42,6 +60,28 @@ pub fn show(app: &mut AdminApp, ui: &mut egui::Ui) {
                 "broker"
             });
             ui.label(leads.to_string());
+            match status {
+                Some(s) if s.reachable => ui.label("yes"),
+                Some(s) => ui.colored_label(
+                    ui.visuals().error_fg_color,
+                    format!("no: {}", s.error.clone().unwrap_or_default()),
+                ),
+                None => ui.label("…"),
+            };
+            ui.label(stat("runnel.version").unwrap_or_else(|| "-".into()));
+            ui.label(
+                stat("runnel.uptime.ms")
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map_or("-".into(), |ms| {
+                        crate::state::age(std::time::Duration::from_millis(ms))
+                    }),
+            );
+            ui.label(format!(
+                "{} / {}",
+                mib("runnel.disk.used.bytes").unwrap_or_else(|| "-".into()),
+                mib("log.max.disk.bytes").unwrap_or_else(|| "-".into())
+            ));
+            ui.label(mib("runnel.rss.bytes").unwrap_or_else(|| "-".into()));
             ui.end_row();
         }
     });

@@ -10,7 +10,7 @@ use runnel_client::{ClusterMeta, FetchOptions, PartitionOffsets};
 
 use super::ClusterCtx;
 use crate::history::Sample;
-use crate::state::{GroupRow, GroupStatus, TopicRow};
+use crate::state::{BrokerStatus, GroupRow, GroupStatus, TopicRow};
 
 /// The topic Runnel's MQTT bridges write their status to.
 pub const BRIDGE_STATUS_TOPIC: &str = "__runnel_bridge_status";
@@ -25,6 +25,7 @@ pub struct Refresher {
 
 struct Overview {
     meta: ClusterMeta,
+    brokers: BTreeMap<i32, BrokerStatus>,
     topics: Vec<TopicRow>,
     groups: Vec<(GroupRow, Sample)>,
     bridges: BTreeMap<String, serde_json::Value>,
@@ -56,6 +57,7 @@ impl Refresher {
                     })
                     .collect();
                 view.meta = Some(o.meta);
+                view.brokers = o.brokers;
                 view.topics = o.topics;
                 view.bridges = o.bridges;
                 view.mark(Ok(()), now);
@@ -112,8 +114,10 @@ impl Refresher {
         topics.sort_by(|a, b| a.name.cmp(&b.name));
         let groups = self.groups(ctx, &ends).await?;
         let bridges = bridges(ctx, &meta, &starts, &ends).await;
+        let brokers = brokers(ctx, &meta).await;
         Ok(Overview {
             meta,
+            brokers,
             topics,
             groups,
             bridges,
@@ -158,6 +162,38 @@ pub fn lag_of(committed: &PartitionOffsets, ends: &PartitionOffsets) -> i64 {
         .iter()
         .map(|(k, c)| ends.get(k).map_or(0, |e| (e - c).max(0)))
         .sum()
+}
+
+/// Asks each broker for its own configs: whether it is reachable, and Runnel's live state.
+async fn brokers(ctx: &ClusterCtx, meta: &ClusterMeta) -> BTreeMap<i32, BrokerStatus> {
+    const KEYS: [&str; 5] = [
+        "runnel.version",
+        "runnel.uptime.ms",
+        "runnel.disk.used.bytes",
+        "runnel.rss.bytes",
+        "log.max.disk.bytes",
+    ];
+    let mut out = BTreeMap::new();
+    for b in &meta.brokers {
+        let status = match ctx.client.describe_broker_configs(b.node_id).await {
+            Ok(configs) => BrokerStatus {
+                reachable: true,
+                error: None,
+                stats: configs
+                    .into_iter()
+                    .filter(|c| KEYS.contains(&c.name.as_str()))
+                    .filter_map(|c| Some((c.name, c.value?)))
+                    .collect(),
+            },
+            Err(e) => BrokerStatus {
+                reachable: false,
+                error: Some(e.to_string()),
+                stats: BTreeMap::new(),
+            },
+        };
+        out.insert(b.node_id, status);
+    }
+    out
 }
 
 /// The newest status record of each bridge, if the cluster has the status topic.

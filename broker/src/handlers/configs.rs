@@ -140,7 +140,28 @@ fn broker_configs(ctx: &Ctx, name: &str) -> Result<Vec<Described>, ApiError> {
             ConfigType::Int,
         ),
         item("default.replication.factor", "1".into(), ConfigType::Int),
+        // Runnel's own state, read-only, so any Kafka admin tool (and runnel-admin) can show
+        // it over the Kafka protocol: there is no second (HTTP) interface to secure.
+        item("runnel.version", env!("CARGO_PKG_VERSION").into(), ConfigType::String),
+        item(
+            "runnel.uptime.ms",
+            (crate::log::now_ms() - ctx.started_at_ms).max(0).to_string(),
+            ConfigType::Long,
+        ),
+        item("runnel.disk.used.bytes", usage.used.to_string(), ConfigType::Long),
+        item("runnel.rss.bytes", resident_bytes().to_string(), ConfigType::Long),
     ])
+}
+
+/// This process's resident set size from `/proc/self/statm` (0 where that is unavailable).
+fn resident_bytes() -> u64 {
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions; it only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    pages * u64::try_from(page).unwrap_or(4096)
 }
 
 pub async fn alter(

@@ -44,6 +44,8 @@ pub struct Ctx {
     pub advertised: (String, i32),
     /// Cancelled at shutdown; long waits end early.
     pub shutdown: CancellationToken,
+    /// When this process started serving (ms since the epoch), for `runnel.uptime.ms`.
+    pub started_at_ms: i64,
 }
 
 pub(crate) fn str_bytes(s: &str) -> StrBytes {

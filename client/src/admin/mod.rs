@@ -25,8 +25,9 @@ const CREATE_TOPICS_VERSIONS: (i16, i16) = (2, 7);
 const DELETE_TOPICS_VERSIONS: (i16, i16) = (1, 5);
 const DESCRIBE_CONFIGS_VERSIONS: (i16, i16) = (1, 4);
 const INCREMENTAL_ALTER_CONFIGS_VERSIONS: (i16, i16) = (0, 1);
-/// `resource_type` of a topic in the configs APIs.
+/// `resource_type` of a topic and of a broker in the configs APIs.
 const TOPIC_RESOURCE: i8 = 2;
+const BROKER_RESOURCE: i8 = 4;
 
 /// One config entry of a topic as the broker describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -145,10 +146,27 @@ impl Client {
     /// Every config of `topic`, with where each value comes from.
     pub async fn describe_topic_configs(&self, topic: &str) -> Result<Vec<ConfigEntry>> {
         let conn = self.any_connection().await?;
+        self.describe_configs(&conn, TOPIC_RESOURCE, topic).await
+    }
+
+    /// Broker `node_id`'s configs, asked of that broker itself (Runnel adds its live state
+    /// as read-only `runnel.*` entries: version, uptime, disk used, RSS).
+    pub async fn describe_broker_configs(&self, node_id: i32) -> Result<Vec<ConfigEntry>> {
+        let conn = self.broker_connection(node_id).await?;
+        self.describe_configs(&conn, BROKER_RESOURCE, &node_id.to_string()).await
+    }
+
+    async fn describe_configs(
+        &self,
+        conn: &crate::Connection,
+        resource_type: i8,
+        name: &str,
+    ) -> Result<Vec<ConfigEntry>> {
+        let topic = name;
         let request = DescribeConfigsRequest::default().with_resources(vec![
             DescribeConfigsResource::default()
-                .with_resource_type(TOPIC_RESOURCE)
-                .with_resource_name(StrBytes::from_string(topic.to_string()))
+                .with_resource_type(resource_type)
+                .with_resource_name(StrBytes::from_string(name.to_string()))
                 .with_configuration_keys(None),
         ]);
         let response = conn.call(&request, DESCRIBE_CONFIGS_VERSIONS).await?;
