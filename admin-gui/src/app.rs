@@ -82,6 +82,8 @@ pub struct AdminApp {
     pub selected: Option<usize>,
     pub screen: Screen,
     pub forms: Forms,
+    /// Refresh interval and request timeout for clusters opened from now on.
+    pub timing: Timing,
 }
 
 impl AdminApp {
@@ -93,13 +95,14 @@ impl AdminApp {
         repaint: Repaint,
     ) -> std::io::Result<Self> {
         Ok(AdminApp {
-            worker: Worker::start(repaint, timing, history)?,
+            worker: Worker::start(repaint, history)?,
             profiles,
             open: BTreeMap::new(),
             next_id: 0,
             selected: None,
             screen: Screen::Connections,
             forms: Forms::default(),
+            timing,
         })
     }
 
@@ -126,7 +129,11 @@ impl AdminApp {
         let id = self.next_id;
         self.next_id += 1;
         self.open.insert(id, profile.clone());
-        self.worker.send(Command::Connect { id, profile });
+        self.worker.send(Command::Connect {
+            id,
+            profile,
+            timing: self.timing,
+        });
         self.selected = Some(id);
         if self.screen == Screen::Connections {
             self.screen = Screen::Topics;

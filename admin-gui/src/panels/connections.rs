@@ -36,6 +36,27 @@ pub fn show(app: &mut AdminApp, ui: &mut egui::Ui, now: Instant) {
             app.forms.new_profile.name.clear();
         }
     });
+    ui.horizontal(|ui| {
+        let mut refresh = app.timing.refresh.as_secs_f64();
+        let mut timeout = app.timing.request_timeout.as_secs_f64();
+        let l = ui.label("Refresh every (s)");
+        ui.add(
+            egui::DragValue::new(&mut refresh)
+                .range(0.5..=300.0)
+                .speed(0.5),
+        )
+        .labelled_by(l.id);
+        let l = ui.label("Request timeout (s)");
+        ui.add(
+            egui::DragValue::new(&mut timeout)
+                .range(1.0..=300.0)
+                .speed(0.5),
+        )
+        .labelled_by(l.id);
+        app.timing.refresh = std::time::Duration::from_secs_f64(refresh);
+        app.timing.request_timeout = std::time::Duration::from_secs_f64(timeout);
+        ui.label("(applies to clusters connected from now on)");
+    });
     ui.separator();
     let mut connect = None;
     let mut forget = None;

@@ -50,9 +50,11 @@ pub enum BrowseFrom {
 /// Requests from the UI.
 #[derive(Debug, Clone)]
 pub enum Command {
+    /// Opens a cluster with these timings.
     Connect {
         id: usize,
         profile: Profile,
+        timing: Timing,
     },
     Disconnect {
         id: usize,
@@ -213,7 +215,7 @@ pub fn lock(model: &Mutex<Model>) -> MutexGuard<'_, Model> {
 
 impl Worker {
     /// Starts the background runtime; `history` is the persisted lag history.
-    pub fn start(repaint: Repaint, timing: Timing, history: LagHistory) -> std::io::Result<Worker> {
+    pub fn start(repaint: Repaint, history: LagHistory) -> std::io::Result<Worker> {
         let (tx, rx) = mpsc::unbounded_channel();
         let model = Arc::new(Mutex::new(Model {
             clusters: BTreeMap::new(),
@@ -227,13 +229,13 @@ impl Worker {
         let shared = model.clone();
         std::thread::Builder::new()
             .name("runnel-admin-worker".into())
-            .spawn(move || runtime.block_on(route(rx, shared, repaint, timing)))?;
+            .spawn(move || runtime.block_on(route(rx, shared, repaint)))?;
         Ok(Worker { tx, model })
     }
 
     /// Queues a command; never blocks.
     pub fn send(&self, command: Command) {
-        if let Command::Connect { id, profile } = &command {
+        if let Command::Connect { id, profile, .. } = &command {
             lock(&self.model)
                 .clusters
                 .insert(*id, ClusterView::new(profile.clone()));
@@ -254,14 +256,17 @@ async fn route(
     mut rx: mpsc::UnboundedReceiver<Command>,
     model: Arc<Mutex<Model>>,
     repaint: Repaint,
-    timing: Timing,
 ) {
     let mut clusters: BTreeMap<usize, (mpsc::UnboundedSender<Command>, CancelToken)> =
         BTreeMap::new();
     while let Some(command) = rx.recv().await {
         let id = command.cluster();
         match command {
-            Command::Connect { id, profile } => {
+            Command::Connect {
+                id,
+                profile,
+                timing,
+            } => {
                 if let Some((_, stop)) = clusters.remove(&id) {
                     stop.cancel();
                 }
