@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::{Backend, TopicBatch};
 use crate::config::IngressRule;
 use crate::mapping::{Inbound, Record, Routed, Router, header};
-use crate::mqtt::{Backoff, Message, MqttHandle};
+use crate::mqtt::{AckToken, Backoff, Message, MqttHandle};
 use crate::status::BridgeStats;
 
 /// Most messages written in one backend call.
@@ -41,6 +41,8 @@ const MAX_BATCH_BYTES: usize = 4 << 20;
 const MAX_RECORD_BATCH_BYTES: usize = 512 << 10;
 /// Per-record overhead of the RecordBatch v2 encoding, roughly (varints, attributes).
 const RECORD_OVERHEAD: usize = 24;
+/// How soon acks the event loop could not take yet are offered again.
+const ACK_RETRY: Duration = Duration::from_millis(2);
 
 /// One record on its way, and where it came from.
 struct Out {
@@ -74,6 +76,8 @@ pub struct Ingest {
     pub backoff: Backoff,
     partitions: HashMap<Arc<str>, i32>,
     round_robin: u32,
+    /// Acks of durable messages, in order, that the event loop's queue could not take yet.
+    unacked: std::collections::VecDeque<AckToken>,
 }
 
 impl Ingest {
@@ -95,14 +99,23 @@ impl Ingest {
             backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
             partitions: HashMap::new(),
             round_robin: 0,
+            unacked: std::collections::VecDeque::new(),
         }
     }
 
     /// Runs until shutdown or until the MQTT driver goes away.
+    ///
+    /// Acks never wait: the MQTT driver (the only task polling the event loop, which drains
+    /// the ack queue) may itself be waiting for room in `rx`. Acks the queue cannot take yet
+    /// stay in `unacked`, in order, and are offered again every [`ACK_RETRY`] while this
+    /// loop keeps draining `rx`.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
         loop {
+            self.flush_acks();
+            let retry = !self.unacked.is_empty();
             let first = tokio::select! {
                 _ = self.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(ACK_RETRY), if retry => continue,
                 m = rx.recv() => match m {
                     Some(m) => m,
                     None => break,
@@ -173,17 +186,23 @@ impl Ingest {
         if !self.write_durably(outs).await {
             return false;
         }
-        for m in batch {
-            if let Err(e) = self.handle.ack(m).await {
-                // The event loop is gone; the message will be redelivered.
-                tracing::debug!(error = %e, "ack not sent");
-            }
-        }
+        self.unacked.extend(batch.iter().map(Message::ack_token));
+        self.flush_acks();
         self.stats
             .pending
             .fetch_sub(batch.len() as i64, Ordering::Relaxed);
         self.stats.oldest_pending_ms.store(0, Ordering::Relaxed);
         true
+    }
+
+    /// Offers queued acks to the event loop, oldest first, until it takes no more.
+    fn flush_acks(&mut self) {
+        while let Some(token) = self.unacked.front() {
+            if !self.handle.try_ack(token) {
+                break;
+            }
+            self.unacked.pop_front();
+        }
     }
 
     /// Writes `outs` until every record is durable, dead-lettered or (without a

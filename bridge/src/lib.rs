@@ -210,6 +210,7 @@ async fn run_bridge(
         shutdown.clone(),
     ));
     let mut subscribed = false;
+    let mut failed_attempts: u64 = 0;
     let mut stop_at: Option<tokio::time::Instant> = None;
     loop {
         let deadline =
@@ -222,6 +223,7 @@ async fn run_bridge(
             _ = tokio::time::sleep_until(deadline), if stop_at.is_some() => break,
             event = driver.next() => match event {
                 MqttEvent::Connected { session_present } => {
+                    failed_attempts = 0;
                     stats.connected.store(true, Ordering::Relaxed);
                     stats.connected_since_ms.store(mqtt::now_ms(), Ordering::Relaxed);
                     tracing::info!(bridge = %config.name, session_present, "connected to MQTT");
@@ -238,8 +240,18 @@ async fn run_bridge(
                     }
                 }
                 MqttEvent::Message(m) => {
+                    // Waiting here stops reading (backpressure); it ends when ingest takes
+                    // the message, when ingest is gone, or when the stop deadline passes.
                     stats.pending.fetch_add(1, Ordering::Relaxed);
-                    if tx.send(*m).await.is_err() {
+                    let delivered = tokio::select! {
+                        sent = tx.send(*m) => sent.is_ok(),
+                        _ = shutdown.cancelled(), if stop_at.is_none() => {
+                            stop_at = Some(tokio::time::Instant::now() + STOP_TIMEOUT);
+                            false
+                        }
+                        _ = tokio::time::sleep_until(deadline), if stop_at.is_some() => false,
+                    };
+                    if !delivered {
                         stats.pending.fetch_sub(1, Ordering::Relaxed);
                     }
                 }
@@ -247,9 +259,17 @@ async fn run_bridge(
                 MqttEvent::Disconnected(e) => {
                     if stats.connected.swap(false, Ordering::Relaxed) {
                         stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                        failed_attempts = 0;
                         tracing::warn!(bridge = %config.name, error = %e, "MQTT connection lost; reconnecting");
                     } else {
-                        tracing::debug!(bridge = %config.name, error = %e, "MQTT connection attempt failed");
+                        // Warn on the 1st, 2nd, 4th, 8th… failure in a row: visible at the
+                        // default level without flooding the log while the broker is away.
+                        failed_attempts += 1;
+                        if failed_attempts.is_power_of_two() {
+                            tracing::warn!(bridge = %config.name, error = %e, attempts = failed_attempts, "cannot connect to MQTT; retrying with backoff");
+                        } else {
+                            tracing::debug!(bridge = %config.name, error = %e, "MQTT connection attempt failed");
+                        }
                     }
                     stats.set_error(format!("MQTT {}:{}: {e}", config.mqtt.host, config.mqtt.port));
                 }

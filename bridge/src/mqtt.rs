@@ -31,10 +31,21 @@ pub struct Message {
     token: AckToken,
 }
 
+/// What acknowledging a message needs (its packet id and QoS), without its payload, so
+/// acks waiting to be sent do not hold message bodies.
 #[derive(Debug, Clone)]
-enum AckToken {
+pub struct AckToken(AckInner);
+
+#[derive(Debug, Clone)]
+enum AckInner {
     V4(rumqttc::Publish),
     V5(v5::mqttbytes::v5::Publish),
+}
+
+impl Message {
+    pub fn ack_token(&self) -> AckToken {
+        self.token.clone()
+    }
 }
 
 /// What the event loop reports.
@@ -138,12 +149,16 @@ pub fn connect(config: &BridgeConfig) -> Result<(MqttHandle, MqttDriver), Bridge
 }
 
 impl MqttHandle {
-    /// Acknowledges `message` (PUBACK for QoS 1, PUBREC for QoS 2; nothing for QoS 0).
-    pub async fn ack(&self, message: &Message) -> Result<(), String> {
-        match (self, &message.token) {
-            (MqttHandle::V4(c), AckToken::V4(p)) => c.ack(p).await.map_err(|e| e.to_string()),
-            (MqttHandle::V5(c), AckToken::V5(p)) => c.ack(p).await.map_err(|e| e.to_string()),
-            _ => Err("message from another MQTT protocol version".into()),
+    /// Queues the acknowledgement of a message (PUBACK for QoS 1, PUBREC for QoS 2; nothing
+    /// for QoS 0) without waiting: false when the event loop's request queue is full (or
+    /// gone), so the caller keeps the token and tries again. Acks must never wait for the
+    /// event loop, because the event loop may itself be waiting for the acker's queue.
+    pub fn try_ack(&self, token: &AckToken) -> bool {
+        match (self, &token.0) {
+            (MqttHandle::V4(c), AckInner::V4(p)) => c.try_ack(p).is_ok(),
+            (MqttHandle::V5(c), AckInner::V5(p)) => c.try_ack(p).is_ok(),
+            // Cannot happen (one handle per connection); dropping it only means redelivery.
+            _ => true,
         }
     }
 
@@ -234,7 +249,11 @@ fn v4_event(event: rumqttc::Event) -> MqttEvent {
             retain: p.retain,
             dup: p.dup,
             received_ms: now_ms(),
-            token: AckToken::V4(p),
+            token: AckToken(AckInner::V4(rumqttc::Publish {
+                topic: String::new(),
+                payload: Bytes::new(),
+                ..p
+            })),
         })),
         Event::Incoming(Packet::PubAck(_)) => MqttEvent::PubAck,
         _ => MqttEvent::Other,
@@ -260,7 +279,12 @@ fn v5_event(event: v5::Event) -> MqttEvent {
             retain: p.retain,
             dup: p.dup,
             received_ms: now_ms(),
-            token: AckToken::V5(p),
+            token: AckToken(AckInner::V5(v5::mqttbytes::v5::Publish {
+                topic: Bytes::new(),
+                payload: Bytes::new(),
+                properties: None,
+                ..p
+            })),
         })),
         Event::Incoming(Packet::PubAck(_)) => MqttEvent::PubAck,
         _ => MqttEvent::Other,

@@ -1,5 +1,5 @@
-//! The `runnel` executable itself: where to find it, how to run it to completion, and how to
-//! read what it printed.
+//! The `runnel` and `runnel-bridge` executables: where to find them, how to run them to
+//! completion, and how to read what they printed.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -14,30 +14,41 @@ use anyhow::{Context, Result, bail};
 /// executable (`<target>/<profile>/deps/..`, which honours `CARGO_TARGET_DIR`), else
 /// `$CARGO_TARGET_DIR/debug/runnel`, else `<workspace>/target/debug/runnel`.
 pub fn runnel_bin() -> Result<PathBuf> {
-    if let Some(path) = std::env::var_os("RUNNEL_BIN") {
+    find_binary("runnel", "RUNNEL_BIN", "runnel-broker")
+}
+
+/// Finds the MQTT bridge binary like [`runnel_bin`]: `$RUNNEL_BRIDGE_BIN`, else `runnel-bridge`
+/// in the same places.
+pub fn runnel_bridge_bin() -> Result<PathBuf> {
+    find_binary("runnel-bridge", "RUNNEL_BRIDGE_BIN", "runnel-bridge")
+}
+
+/// `$env_var`, else `name` in the places [`runnel_bin`] lists; `package` is named in the error.
+fn find_binary(name: &str, env_var: &str, package: &str) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(env_var) {
         let path = PathBuf::from(path);
         if path.is_file() {
             return Ok(path);
         }
-        bail!("RUNNEL_BIN={} does not name a file", path.display());
+        bail!("{env_var}={} does not name a file", path.display());
     }
     let mut candidates = Vec::new();
     if let Ok(exe) = std::env::current_exe()
         && let Some(profile_dir) = exe.parent().and_then(Path::parent)
     {
-        candidates.push(profile_dir.join("runnel"));
+        candidates.push(profile_dir.join(name));
     }
     if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        candidates.push(PathBuf::from(target).join("debug").join("runnel"));
+        candidates.push(PathBuf::from(target).join("debug").join(name));
     }
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    candidates.push(workspace.join("target").join("debug").join("runnel"));
+    candidates.push(workspace.join("target").join("debug").join(name));
     if let Some(found) = candidates.iter().find(|path| path.is_file()) {
         return Ok(found.clone());
     }
     bail!(
-        "the runnel binary was not found (looked at {}); run `cargo build -p runnel-broker` first, \
-         or set RUNNEL_BIN",
+        "the {name} binary was not found (looked at {}); run `cargo build -p {package}` first, \
+         or set {env_var}",
         candidates
             .iter()
             .map(|path| path.display().to_string())
@@ -55,11 +66,20 @@ pub fn run_to_exit(
     envs: &[(&str, &str)],
     timeout: Duration,
 ) -> Result<(ExitStatus, String)> {
-    let bin = runnel_bin()?;
+    run_binary_to_exit(&runnel_bin()?, args, envs, timeout)
+}
+
+/// [`run_to_exit`] for any executable `bin` (e.g. [`runnel_bridge_bin`]).
+pub fn run_binary_to_exit(
+    bin: &Path,
+    args: &[&str],
+    envs: &[(&str, &str)],
+    timeout: Duration,
+) -> Result<(ExitStatus, String)> {
     let dir = tempfile::Builder::new().prefix("runnel-run-").tempdir()?;
     let out_path = dir.path().join("out.log");
     let out = File::create(&out_path)?;
-    let mut command = Command::new(&bin);
+    let mut command = Command::new(bin);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("RUNNEL_") {
             command.env_remove(&key);
@@ -84,7 +104,8 @@ pub fn run_to_exit(
             let _ = child.kill();
             let _ = child.wait();
             bail!(
-                "`runnel {}` was still running after {timeout:?}; output:\n{}",
+                "`{} {}` was still running after {timeout:?}; output:\n{}",
+                bin.display(),
                 args.join(" "),
                 read_from(&out_path, 0)?
             );

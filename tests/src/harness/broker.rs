@@ -42,6 +42,10 @@ pub struct BrokerOptions {
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
     startup_timeout: Duration,
+    /// The broker executable; `None`: [`runnel_bin`].
+    binary: Option<PathBuf>,
+    /// A program and its arguments that run the executable (e.g. qemu-user); empty: none.
+    launcher: Vec<OsString>,
 }
 
 impl Default for BrokerOptions {
@@ -52,6 +56,8 @@ impl Default for BrokerOptions {
             args: Vec::new(),
             envs: Vec::new(),
             startup_timeout: DEFAULT_STARTUP_TIMEOUT,
+            binary: None,
+            launcher: Vec::new(),
         }
     }
 }
@@ -98,6 +104,26 @@ impl BrokerOptions {
     /// How long to wait for the `listening on` line (default 20 s).
     pub fn startup_timeout(mut self, timeout: Duration) -> Self {
         self.startup_timeout = timeout;
+        self
+    }
+
+    /// Starts `path` instead of the binary [`runnel_bin`] finds (e.g. a cross-built one).
+    pub fn binary(mut self, path: impl Into<PathBuf>) -> Self {
+        self.binary = Some(path.into());
+        self
+    }
+
+    /// Runs the broker as `program args… BINARY FLAGS…`, e.g.
+    /// `.launcher("qemu-arm", ["-L", "/usr/arm-linux-gnueabihf"])`. Signals reach the broker
+    /// through launchers that forward them, as qemu-user does.
+    pub fn launcher<I, S>(mut self, program: impl AsRef<OsStr>, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.launcher = std::iter::once(program.as_ref().to_owned())
+            .chain(args.into_iter().map(|arg| arg.as_ref().to_owned()))
+            .collect();
         self
     }
 }
@@ -247,14 +273,24 @@ impl Broker {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let bin = runnel_bin()?;
+        let bin = match &self.options.binary {
+            Some(path) => path.clone(),
+            None => runnel_bin()?,
+        };
         self.starts += 1;
         let mut log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log_path)
             .with_context(|| format!("opening {}", self.log_path.display()))?;
-        let mut command = Command::new(&bin);
+        let mut command = match self.options.launcher.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&bin);
+                command
+            }
+            None => Command::new(&bin),
+        };
         for (key, _) in std::env::vars_os() {
             if key.to_string_lossy().starts_with("RUNNEL_") {
                 command.env_remove(&key);
@@ -281,7 +317,7 @@ impl Broker {
             .stderr(log);
         let child = command
             .spawn()
-            .with_context(|| format!("spawning {}", bin.display()))?;
+            .with_context(|| format!("spawning {}", command.get_program().display()))?;
         self.child = Some(child);
         self.addr = self.wait_for_listening(start_offset)?;
         Ok(())
@@ -342,7 +378,7 @@ impl Drop for Broker {
 }
 
 /// Sends `signal` to the child, which we have not reaped yet, so its pid is still ours.
-fn send_signal(child: &Child, signal: libc::c_int) -> io::Result<()> {
+pub(crate) fn send_signal(child: &Child, signal: libc::c_int) -> io::Result<()> {
     let pid = libc::pid_t::try_from(child.id())
         .map_err(|_| io::Error::other("the child's pid does not fit in pid_t"))?;
     // SAFETY: kill(2) only reads its two integer arguments. The pid names our own child, which

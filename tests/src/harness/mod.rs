@@ -1,5 +1,6 @@
 //! The pieces of the harness, one concern per file:
 //! - [`binary`]: find the `runnel` executable, run it to completion, read its output;
+//! - [`bridge`]: start, kill and restart a `runnel-bridge` process; its config, metrics, status;
 //! - [`broker`]: start, stop, kill and restart a `runnel` process and keep its log;
 //! - [`clients`]: rdkafka producers, consumers and admin clients with the settings Runnel needs;
 //! - [`groups`]: subscribed consumers that record their rebalances, commits, DescribeGroups;
@@ -12,6 +13,7 @@
 //! - [`wait`]: poll a condition until it holds or a deadline passes (instead of sleeping).
 
 pub mod binary;
+pub mod bridge;
 pub mod broker;
 pub mod clients;
 pub mod groups;

@@ -393,8 +393,8 @@ fn mosquitto_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(DEFAULT_MOSQUITTO_BIN))
 }
 
-/// A loopback port that was free a moment ago.
-fn free_port() -> Result<u16> {
+/// A loopback port that was free a moment ago (another process may take it before it is bound).
+pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free loopback port")?;
     Ok(listener.local_addr()?.port())
 }
