@@ -15,7 +15,9 @@
 //! Environment knobs: `RUNNEL_BIN` (path of the broker binary), `KCAT_BIN` (path of `kcat`),
 //! `RUNNEL_PYTHON` (a python with kafka-python and confluent-kafka; default the virtualenv
 //! `target/pyclients` that `scripts/test-all.sh` creates),
-//! `RUNNEL_FAULT_ITERATIONS` (kill -9 rounds in the crash test, default 3).
+//! `RUNNEL_FAULT_ITERATIONS` (kill -9 rounds in the crash and bridge fault tests),
+//! `RUNNEL_POWER_LOSS_ITERATIONS` (default 200) and `RUNNEL_POWER_LOSS_SEED` (power_loss.rs),
+//! `RUNNEL_BRIDGE_BIN` (path of `runnel-bridge`).
 
 pub mod harness;
 
