@@ -20,6 +20,20 @@ use crate::mapping::Record;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// `record` as the Kafka client (and the broker's encoder) takes it: every header has a value.
+pub fn out_record(record: &Record) -> runnel_client::OutRecord {
+    runnel_client::OutRecord {
+        key: record.key.clone(),
+        value: Some(record.value.clone()),
+        headers: record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect(),
+        timestamp_ms: record.timestamp_ms,
+    }
+}
+
 /// Records for one partition, in order.
 #[derive(Debug, Clone)]
 pub struct TopicBatch {

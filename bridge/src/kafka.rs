@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use runnel_client::{
-    Client, ClientConfig, ClientError, FetchOptions, NewTopic, OffsetSpec, OutRecord,
-    PartitionBatch, Producer, ProducerConfig, ResponseError,
+    Client, ClientConfig, ClientError, FetchOptions, NewTopic, OffsetSpec, PartitionBatch,
+    Producer, ProducerConfig, ResponseError,
 };
 
-use crate::backend::{Backend, BoxFuture, ReadResult, SourceRecord, TopicBatch};
+use crate::backend::{Backend, BoxFuture, ReadResult, SourceRecord, TopicBatch, out_record};
 use crate::config::StartFrom;
 use crate::error::SinkError;
 
@@ -55,19 +55,6 @@ fn sink_error(e: ClientError) -> SinkError {
     }
 }
 
-fn to_out(r: &crate::mapping::Record) -> OutRecord {
-    OutRecord {
-        key: r.key.clone(),
-        value: Some(r.value.clone()),
-        headers: r
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), Some(v.clone())))
-            .collect(),
-        timestamp_ms: r.timestamp_ms,
-    }
-}
-
 impl Backend for KafkaBackend {
     fn partitions<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, Result<i32, SinkError>> {
         Box::pin(async move {
@@ -89,7 +76,7 @@ impl Backend for KafkaBackend {
                 .map(|b| PartitionBatch {
                     topic: b.topic.to_string(),
                     partition: b.partition,
-                    records: b.records.iter().map(to_out).collect(),
+                    records: b.records.iter().map(out_record).collect(),
                 })
                 .collect();
             self.producer

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
-use runnel_bridge::backend::{Backend, BoxFuture, ReadResult, SourceRecord, TopicBatch};
+use runnel_bridge::backend::{
+    Backend, BoxFuture, ReadResult, SourceRecord, TopicBatch, out_record,
+};
 use runnel_bridge::config::StartFrom;
-use runnel_bridge::mapping::Record;
 use runnel_bridge::{BridgeConfig, BridgeError, SinkError};
 use runnel_client::Compression;
 use runnel_client::records::{BatchIdentity, OutRecord, decode_batches, encode_batch};
@@ -79,26 +80,13 @@ fn store_failure(e: StoreError) -> SinkError {
     SinkError::failed(e.to_string())
 }
 
-fn to_out(r: &Record) -> OutRecord {
-    OutRecord {
-        key: r.key.clone(),
-        value: Some(r.value.clone()),
-        headers: r
-            .headers
-            .iter()
-            .map(|(k, v)| (k.clone(), Some(v.clone())))
-            .collect(),
-        timestamp_ms: r.timestamp_ms,
-    }
-}
-
 impl EmbeddedBackend {
     async fn write_all(&self, batches: Vec<TopicBatch>) -> Vec<Result<(), SinkError>> {
         let mut results: Vec<Result<(), SinkError>> = Vec::with_capacity(batches.len());
         let mut items = Vec::new();
         let mut slots = Vec::new();
         for (i, b) in batches.iter().enumerate() {
-            let records: Vec<OutRecord> = b.records.iter().map(to_out).collect();
+            let records: Vec<OutRecord> = b.records.iter().map(out_record).collect();
             let prepared = encode_batch(&records, BatchIdentity::NONE, Compression::None)
                 .map_err(|e| SinkError::rejected(format!("encoding a batch for {}: {e}", b.topic)))
                 .and_then(|bytes| {

@@ -22,12 +22,7 @@ const MESSAGES_PER_ROUND: usize = 6_000;
 const TRUCKS: usize = 4;
 
 fn iterations() -> Result<usize> {
-    match std::env::var("RUNNEL_FAULT_ITERATIONS") {
-        Ok(value) => value
-            .parse()
-            .with_context(|| format!("RUNNEL_FAULT_ITERATIONS={value:?}")),
-        Err(_) => Ok(2),
-    }
+    runnel_tests::harness::wait::fault_iterations(2)
 }
 
 fn write_config(dir: &Path, body: &str) -> Result<String> {

@@ -37,12 +37,7 @@ const PROGRESS_TIMEOUT: Duration = Duration::from_secs(60);
 const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn iterations() -> Result<usize> {
-    match std::env::var("RUNNEL_FAULT_ITERATIONS") {
-        Ok(value) => value
-            .parse()
-            .with_context(|| format!("RUNNEL_FAULT_ITERATIONS={value:?}")),
-        Err(_) => Ok(2),
-    }
+    runnel_tests::harness::wait::fault_iterations(2)
 }
 
 /// A broker, a Mosquitto, the topic, and a bridge subscribed to the trucks. Dropped bridge

@@ -38,12 +38,7 @@ struct Acked {
 }
 
 fn iterations() -> Result<usize> {
-    match std::env::var("RUNNEL_FAULT_ITERATIONS") {
-        Ok(value) => value
-            .parse()
-            .with_context(|| format!("RUNNEL_FAULT_ITERATIONS={value:?}")),
-        Err(_) => Ok(3),
-    }
+    runnel_tests::harness::wait::fault_iterations(3)
 }
 
 fn purge_everything(producer: &FutureProducer) {

@@ -1,5 +1,6 @@
 //! Polling instead of sleeping: tests wait for a *condition*, bounded by a generous deadline, so
-//! they are as fast as the broker allows and never assert how fast that is.
+//! they are as fast as the broker allows and never assert how fast that is. Also how many
+//! rounds the fault tests run ([`fault_iterations`]).
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -38,5 +39,16 @@ pub fn wait_until<T>(
             }
         }
         thread::sleep(PROBE_INTERVAL);
+    }
+}
+
+/// Rounds of kill -9 a fault test runs: `RUNNEL_FAULT_ITERATIONS`, else `default` (small, so
+/// the suite stays fast; set the variable for longer runs).
+pub fn fault_iterations(default: usize) -> Result<usize> {
+    match std::env::var("RUNNEL_FAULT_ITERATIONS") {
+        Ok(value) => value
+            .parse()
+            .map_err(|e| anyhow::anyhow!("RUNNEL_FAULT_ITERATIONS={value:?}: {e}")),
+        Err(_) => Ok(default),
     }
 }
