@@ -153,7 +153,8 @@ impl Client {
     /// as read-only `runnel.*` entries: version, uptime, disk used, RSS).
     pub async fn describe_broker_configs(&self, node_id: i32) -> Result<Vec<ConfigEntry>> {
         let conn = self.broker_connection(node_id).await?;
-        self.describe_configs(&conn, BROKER_RESOURCE, &node_id.to_string()).await
+        self.describe_configs(&conn, BROKER_RESOURCE, &node_id.to_string())
+            .await
     }
 
     async fn describe_configs(
