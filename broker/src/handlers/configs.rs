@@ -142,14 +142,28 @@ fn broker_configs(ctx: &Ctx, name: &str) -> Result<Vec<Described>, ApiError> {
         item("default.replication.factor", "1".into(), ConfigType::Int),
         // Runnel's own state, read-only, so any Kafka admin tool (and runnel-admin) can show
         // it over the Kafka protocol: there is no second (HTTP) interface to secure.
-        item("runnel.version", env!("CARGO_PKG_VERSION").into(), ConfigType::String),
+        item(
+            "runnel.version",
+            env!("CARGO_PKG_VERSION").into(),
+            ConfigType::String,
+        ),
         item(
             "runnel.uptime.ms",
-            (crate::log::now_ms() - ctx.started_at_ms).max(0).to_string(),
+            (crate::log::now_ms() - ctx.started_at_ms)
+                .max(0)
+                .to_string(),
             ConfigType::Long,
         ),
-        item("runnel.disk.used.bytes", usage.used.to_string(), ConfigType::Long),
-        item("runnel.rss.bytes", resident_bytes().to_string(), ConfigType::Long),
+        item(
+            "runnel.disk.used.bytes",
+            usage.used.to_string(),
+            ConfigType::Long,
+        ),
+        item(
+            "runnel.rss.bytes",
+            resident_bytes().to_string(),
+            ConfigType::Long,
+        ),
     ])
 }
 
