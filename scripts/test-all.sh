@@ -13,7 +13,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(kcat build-essential pkg-config zlib1g-dev python3 python3-venv perl mosquitto openssl)
+# The cross toolchains and qemu-user are for tests/tests/cross_qemu.rs (deploy/cross-build.sh);
+# systemd (systemd-analyze) and file for tests/tests/deploy_files.rs and the cross build.
+packages=(kcat build-essential pkg-config zlib1g-dev python3 python3-venv perl mosquitto openssl
+    gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
+    qemu-user systemd file)
 
 install_packages() {
     local missing=()
@@ -32,6 +36,11 @@ install_packages() {
 }
 
 [ "${RUNNEL_SKIP_APT:-0}" = 1 ] || install_packages
+
+# The Raspberry Pi targets of tests/tests/cross_qemu.rs; a no-op once they are installed.
+if command -v rustup >/dev/null; then
+    rustup target add aarch64-unknown-linux-gnu armv7-unknown-linux-gnueabihf
+fi
 
 # kafka-python and confluent-kafka for tests/tests/python_clients.rs and python_groups.rs, pinned
 # in the requirements file, in a virtualenv of their own (tests/src/harness/python.rs finds it
