@@ -28,7 +28,7 @@ start_broker() { # $1 = data dir; sets pid and addr
     "$RUNNEL" --listen 127.0.0.1:0 --data-dir "$1" --log-level info 2>"$log" &
     pid=$!
     for _ in $(seq 200); do
-        addr=$(grep -o 'listening on [0-9.:]*' "$log" | awk '{print $3}' || true)
+        addr=$(grep -o 'listening on [0-9.:]*,' "$log" | awk '{print $3}' | tr -d , || true)
         [ -n "$addr" ] && return 0
         sleep 0.05
     done
@@ -94,7 +94,7 @@ for _ in 1 2 3 4 5; do
     pid=$!
     addr=""
     while [ -z "$addr" ]; do
-        addr=$(grep -o 'listening on [0-9.:]*' "$SCRATCH/start.log" | awk '{print $3}' || true)
+        addr=$(grep -o 'listening on [0-9.:]*,' "$SCRATCH/start.log" | awk '{print $3}' | tr -d , || true)
     done
     # First accepted connection: a TCP connect that succeeds.
     until (exec 3<>"/dev/tcp/${addr%:*}/${addr##*:}") 2>/dev/null; do :; done

@@ -56,7 +56,7 @@ pub fn show(app: &mut AdminApp, ui: &mut egui::Ui) {
                         ui.end_row();
                     }
                     for r in s["egress"].as_array().into_iter().flatten() {
-                        ui.label(format!("→ {}", r["mqtt_topic"].as_str().unwrap_or("-")));
+                        ui.label(format!("-> {}", r["mqtt_topic"].as_str().unwrap_or("-")));
                         ui.label(r["topic"].as_str().unwrap_or("-"));
                         ui.label(format!(
                             "delivered {}",

@@ -3,6 +3,8 @@
 //! The broker listens on a free port (`--listen 127.0.0.1:0`) and announces it on stderr with a
 //! line containing `listening on IP:PORT`; we wait for that line, keep the last lines of its
 //! output for error messages, and kill it in `Drop` so a failed run never leaks a process.
+//! The output plumbing ([`forward`], [`tail_text`]) and [`read_memory`] also serve the bridge
+//! scenario's `runnel-bridge` process.
 
 use std::collections::VecDeque;
 use std::fs;
@@ -18,7 +20,7 @@ use anyhow::{Context, bail};
 use tempfile::TempDir;
 
 /// How many of the broker's last output lines are kept for error messages.
-const TAIL_LINES: usize = 40;
+pub const TAIL_LINES: usize = 40;
 const LISTEN_MARKER: &str = "listening on ";
 
 /// How to start a broker.
@@ -56,6 +58,12 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(spec: &BrokerSpec) -> anyhow::Result<Broker> {
+        Self::start_with_config(spec, None)
+    }
+
+    /// [`Broker::start`] with `--config FILE` (e.g. `[[bridge]]` tables); the flags the bench
+    /// passes override the file.
+    pub fn start_with_config(spec: &BrokerSpec, config: Option<&Path>) -> anyhow::Result<Broker> {
         if !spec.bin.is_file() {
             bail!(
                 "broker binary {} not found: build it with `cargo build --release -p \
@@ -70,7 +78,11 @@ impl Broker {
             None => tempfile::Builder::new().prefix("runnel-bench-").tempdir(),
         }
         .context("creating the broker data dir")?;
-        let mut child = Command::new(&spec.bin)
+        let mut command = Command::new(&spec.bin);
+        if let Some(config) = config {
+            command.arg("--config").arg(config);
+        }
+        let mut child = command
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
@@ -90,10 +102,22 @@ impl Broker {
         let tail = Arc::new(Mutex::new(VecDeque::with_capacity(TAIL_LINES)));
         let (addr_tx, addr_rx) = mpsc::channel();
         if let Some(out) = child.stdout.take() {
-            forward(out, "stdout", Arc::clone(&tail), addr_tx.clone());
+            forward(
+                out,
+                "broker stdout",
+                Arc::clone(&tail),
+                parse_listen_addr,
+                addr_tx.clone(),
+            );
         }
         if let Some(err) = child.stderr.take() {
-            forward(err, "stderr", Arc::clone(&tail), addr_tx);
+            forward(
+                err,
+                "broker stderr",
+                Arc::clone(&tail),
+                parse_listen_addr,
+                addr_tx,
+            );
         }
         let mut broker = Broker {
             child,
@@ -125,9 +149,11 @@ impl Broker {
     }
 
     pub fn memory(&self) -> anyhow::Result<Memory> {
-        let path = format!("/proc/{}/status", self.child.id());
-        let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-        parse_memory(&status).with_context(|| format!("no VmRSS/VmHWM/RssAnon/RssFile in {path}"))
+        read_memory(self.child.id())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Fails, with the broker's last output, if the process has exited.
@@ -147,12 +173,24 @@ impl Broker {
     }
 
     fn tail_text(&self) -> String {
-        let tail = self.tail.lock().unwrap_or_else(PoisonError::into_inner);
-        if tail.is_empty() {
-            return "  (nothing)".to_owned();
-        }
-        tail.iter().map(|l| format!("  {l}\n")).collect()
+        tail_text(&self.tail)
     }
+}
+
+/// The kept last lines of a process's output, indented, for error messages.
+pub fn tail_text(tail: &Mutex<VecDeque<String>>) -> String {
+    let tail = tail.lock().unwrap_or_else(PoisonError::into_inner);
+    if tail.is_empty() {
+        return "  (nothing)".to_owned();
+    }
+    tail.iter().map(|l| format!("  {l}\n")).collect()
+}
+
+/// Resident memory of process `pid`, from `/proc/<pid>/status`.
+pub fn read_memory(pid: u32) -> anyhow::Result<Memory> {
+    let path = format!("/proc/{pid}/status");
+    let status = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    parse_memory(&status).with_context(|| format!("no VmRSS/VmHWM/RssAnon/RssFile in {path}"))
 }
 
 impl Drop for Broker {
@@ -163,12 +201,14 @@ impl Drop for Broker {
     }
 }
 
-/// Echoes one output stream of the broker to our stderr, keeps its tail, and sends the listen
-/// address (once) when the announcing line appears.
-fn forward(
+/// Echoes one output stream of a started process to our stderr (each line prefixed with
+/// `[label]`), keeps its last [`TAIL_LINES`] lines in `tail`, and sends what `announce` finds
+/// in the first line it accepts (for the broker: its listen address) once.
+pub fn forward(
     stream: impl Read + Send + 'static,
-    name: &'static str,
+    label: &'static str,
     tail: Arc<Mutex<VecDeque<String>>>,
+    announce: fn(&str) -> Option<String>,
     addr_tx: Sender<String>,
 ) {
     thread::spawn(move || {
@@ -176,8 +216,8 @@ fn forward(
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
             let line = strip_ansi(&line);
-            eprintln!("[broker {name}] {line}");
-            if let Some(addr) = parse_listen_addr(&line)
+            eprintln!("[{label}] {line}");
+            if let Some(addr) = announce(&line)
                 && let Some(tx) = addr_tx.take()
             {
                 let _ = tx.send(addr);
@@ -235,7 +275,7 @@ fn parse_memory(status: &str) -> Option<Memory> {
     })
 }
 
-fn describe(status: ExitStatus) -> String {
+pub fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit code {code}"),
@@ -244,13 +284,14 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
-/// The broker binary to use when none is given: `<workspace>/target/release/runnel`.
-pub fn default_bin() -> PathBuf {
+/// A binary to use when none is given: `<workspace>/target/release/<name>` (`runnel`,
+/// `runnel-bridge`).
+pub fn default_bin(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
         .join("target")
         .join("release")
-        .join("runnel")
+        .join(name)
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //!
 //! A run is: start a fresh broker on a fresh data dir (unless `--bootstrap` points at one),
 //! then produce throughput (acks=1, then acks=all), consume throughput (reading back the acks=1
-//! topic), fixed-rate latency, and the broker's memory. Invariants:
+//! topic), fixed-rate latency, and the broker's memory. The opt-in `bridge` scenario measures
+//! the MQTT bridge instead, with its own Mosquitto, brokers and bridge per case (see
+//! [`bridge`]). Invariants:
 //! - every scenario runs under its own [`deadline::Deadline`] and fails with a message when it
 //!   is exceeded, never hangs;
 //! - every scenario writes to a topic of its own, so runs against a shared broker stay
@@ -10,12 +12,14 @@
 //! - any failed delivery fails the bench: numbers from a broker that loses records are not
 //!   numbers.
 
+mod bridge;
 mod broker;
 mod client;
 mod consume;
 mod deadline;
 mod delivery;
 mod latency;
+mod proc_stat;
 mod produce;
 mod report;
 mod run;
@@ -25,6 +29,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+pub use bridge::{BridgeSpec, Mode as BridgeMode};
 pub use broker::{BrokerSpec, default_bin};
 pub use report::Report;
 
@@ -39,10 +44,14 @@ pub enum Scenario {
     Latency,
     /// Broker RSS idle and at peak (only for a broker this tool started).
     Rss,
+    /// MQTT → topic throughput of the bridge, standalone and embedded, QoS 0 and 1 (needs
+    /// Mosquitto and `runnel-bridge`; not in the default set).
+    Bridge,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 4] = [
+    /// What runs without `--scenarios`.
+    pub const DEFAULT: [Scenario; 4] = [
         Scenario::Produce,
         Scenario::Consume,
         Scenario::Latency,
@@ -72,11 +81,17 @@ pub struct Config {
     pub scenario_timeout: Duration,
     /// librdkafka settings applied to every client after the bench's own.
     pub client_overrides: Vec<(String, String)>,
+    pub bridge: BridgeSpec,
 }
 
 impl Config {
     fn wants(&self, scenario: Scenario) -> bool {
         self.scenarios.contains(&scenario)
+    }
+
+    /// Whether a scenario needs the run's own broker (the bridge starts its own).
+    fn wants_broker(&self) -> bool {
+        self.scenarios.iter().any(|s| *s != Scenario::Bridge)
     }
 
     /// The configuration as recorded in the JSON report.
@@ -97,6 +112,13 @@ impl Config {
             "runs": self.runs,
             "timeout_secs": self.scenario_timeout.as_secs(),
             "client_config": self.client_overrides.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+            "bridge_bin": self.bridge.bin.display().to_string(),
+            "bridge_messages": self.bridge.messages,
+            "bridge_publishers": self.bridge.publishers,
+            "bridge_modes": self.bridge.modes.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>(),
+            "bridge_qos": self.bridge.qos,
+            "bridge_payload_bytes": bridge::PAYLOAD_BYTES,
+            "cpus": std::thread::available_parallelism().map(usize::from).unwrap_or(0),
             "unix_time": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         })
     }

@@ -14,6 +14,8 @@ pub struct Metric {
     pub name: String,
     pub unit: &'static str,
     pub value: f64,
+    /// What the project aims for, shown beside the median (never enforced: machines are noisy).
+    pub goal: Option<Goal>,
 }
 
 impl Metric {
@@ -22,7 +24,42 @@ impl Metric {
             name: name.into(),
             unit,
             value,
+            goal: None,
         }
+    }
+
+    pub fn with_goal(mut self, goal: Goal) -> Self {
+        self.goal = Some(goal);
+        self
+    }
+}
+
+/// A target from an issue or the README, in the metric's unit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Goal {
+    AtLeast(f64),
+    AtMost(f64),
+}
+
+impl Goal {
+    fn met_by(self, value: f64) -> bool {
+        match self {
+            Goal::AtLeast(goal) => value >= goal,
+            Goal::AtMost(goal) => value <= goal,
+        }
+    }
+
+    fn label(self) -> String {
+        match self {
+            Goal::AtLeast(goal) => format!(">= {}", fmt(goal)),
+            Goal::AtMost(goal) => format!("<= {}", fmt(goal)),
+        }
+    }
+
+    /// `>= 50000 met` or `>= 50000 MISSED`, judged on `value` (the median).
+    fn verdict(self, value: f64) -> String {
+        let verdict = if self.met_by(value) { "met" } else { "MISSED" };
+        format!("{} {verdict}", self.label())
     }
 }
 
@@ -77,6 +114,7 @@ pub struct Report {
 struct Summary<'a> {
     name: &'a str,
     unit: &'static str,
+    goal: Option<Goal>,
     values: Vec<f64>,
 }
 
@@ -111,6 +149,7 @@ impl Report {
                 None => out.push(Summary {
                     name: &metric.name,
                     unit: metric.unit,
+                    goal: metric.goal,
                     values: vec![metric.value],
                 }),
             }
@@ -118,40 +157,59 @@ impl Report {
         out
     }
 
-    /// A fixed-width table; with several runs it adds min and max beside the median.
+    /// A fixed-width table; with several runs it adds min and max beside the median, and a
+    /// target column (judged on the median) when some metric has a goal.
     pub fn table(&self) -> String {
         let many = self.runs.len() > 1;
+        let summaries = self.summaries();
+        let goals = summaries.iter().any(|s| s.goal.is_some());
+        let width = summaries.iter().map(|s| s.name.len()).fold(28, usize::max);
         let mut out = String::new();
         let head = if many { "median" } else { "value" };
-        let _ = write!(out, "{:<28} {:>14} {:<8}", "metric", head, "unit");
+        let _ = write!(out, "{:<width$} {:>14} {:<8}", "metric", head, "unit");
         if many {
             let _ = write!(out, " {:>14} {:>14}", "min", "max");
         }
+        if goals {
+            let _ = write!(out, "  target");
+        }
         out.push('\n');
-        for s in self.summaries() {
-            let _ = write!(out, "{:<28} {:>14} {:<8}", s.name, fmt(s.median()), s.unit);
+        for s in summaries {
+            let _ = write!(
+                out,
+                "{:<width$} {:>14} {:<8}",
+                s.name,
+                fmt(s.median()),
+                s.unit
+            );
             if many {
                 let _ = write!(out, " {:>14} {:>14}", fmt(s.min()), fmt(s.max()));
+            }
+            if let Some(goal) = s.goal {
+                let _ = write!(out, "  {}", goal.verdict(s.median()));
             }
             out.push('\n');
         }
         out
     }
 
-    /// `{"tool", "config", "runs", "metrics": {name: {unit, median, min, max, values}}}`.
+    /// `{"tool", "config", "runs", "metrics": {name: {unit, median, min, max, values}}}`;
+    /// metrics with a goal also have `target` (e.g. `">= 50000"`) and `target_met`.
     pub fn to_json(&self, config: Value) -> Value {
         let mut metrics = Map::new();
         for s in self.summaries() {
-            metrics.insert(
-                s.name.to_owned(),
-                json!({
-                    "unit": s.unit,
-                    "median": s.median(),
-                    "min": s.min(),
-                    "max": s.max(),
-                    "values": s.values,
-                }),
-            );
+            let mut metric = json!({
+                "unit": s.unit,
+                "median": s.median(),
+                "min": s.min(),
+                "max": s.max(),
+                "values": s.values,
+            });
+            if let (Some(goal), Some(fields)) = (s.goal, metric.as_object_mut()) {
+                fields.insert("target".to_owned(), json!(goal.label()));
+                fields.insert("target_met".to_owned(), json!(goal.met_by(s.median())));
+            }
+            metrics.insert(s.name.to_owned(), metric);
         }
         json!({
             "tool": "runnel-bench",
@@ -193,6 +251,24 @@ mod tests {
         assert_eq!(json["metrics"]["a"]["min"], 1.0);
         assert_eq!(json["metrics"]["a"]["max"], 3.0);
         assert_eq!(json["metrics"]["b"]["median"], 1.5);
+    }
+
+    #[test]
+    fn given_a_goal_when_reporting_should_judge_the_median() {
+        let mut report = Report::default();
+        for value in [10.0, 30.0, 40.0] {
+            report.push_run(vec![
+                Metric::new("rate", "msg/s", value).with_goal(Goal::AtLeast(25.0)),
+                Metric::new("rss", "KiB", value).with_goal(Goal::AtMost(25.0)),
+            ]);
+        }
+        let table = report.table();
+        assert!(table.contains(">= 25.000 met"), "{table}");
+        assert!(table.contains("<= 25.000 MISSED"), "{table}");
+        let json = report.to_json(json!({}));
+        assert_eq!(json["metrics"]["rate"]["target"], ">= 25.000");
+        assert_eq!(json["metrics"]["rate"]["target_met"], true);
+        assert_eq!(json["metrics"]["rss"]["target_met"], false);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
+use super::bridge::{self, Kafka};
 use super::broker::{Broker, Memory};
 use super::client::ClientSettings;
 use super::consume::{self, ConsumeSpec};
@@ -29,6 +30,7 @@ pub struct Run<'a> {
 impl<'a> Run<'a> {
     pub fn start(config: &'a Config, run: u32) -> anyhow::Result<Self> {
         let (broker, bootstrap) = match &config.target {
+            Target::Spawn(_) if !config.wants_broker() => (None, String::new()),
             Target::Spawn(spec) => {
                 let broker = Broker::start(spec)?;
                 let addr = broker.addr().to_owned();
@@ -73,7 +75,22 @@ impl<'a> Run<'a> {
         if rss {
             self.rss()?;
         }
+        if config.wants(Scenario::Bridge) {
+            self.bridge()?;
+        }
         Ok(self.metrics)
+    }
+
+    /// Starts its own Mosquitto, brokers and bridges; the run's broker is not involved.
+    fn bridge(&mut self) -> anyhow::Result<()> {
+        let kafka = match &self.config.target {
+            Target::Spawn(spec) => Kafka::Spawn(spec),
+            Target::External(addr) => Kafka::External(addr),
+        };
+        let timeout = self.config.scenario_timeout;
+        let metrics = bridge::run(&self.config.bridge, &kafka, &self.topic_prefix, timeout)?;
+        self.metrics.extend(metrics);
+        Ok(())
     }
 
     /// Produces to a fresh topic; returns it with its partition count.

@@ -1,9 +1,12 @@
 //! `runnel-bench`: produce/consume throughput, produce latency and memory of a Runnel broker,
-//! measured with librdkafka. This file only parses flags; the benchmark lives in `src/bench/`.
+//! measured with librdkafka, and (`--scenarios bridge`) MQTT → topic throughput of the MQTT
+//! bridge. This file only parses flags; the benchmark lives in `src/bench/`.
 //!
 //! ```text
 //! cargo build --release -p runnel-broker
 //! cargo run --release -p runnel-tests --bin runnel-bench -- --runs 3 --json bench.json
+//! cargo build --release -p runnel-broker -p runnel-bridge -p runnel-tests
+//! target/release/runnel-bench --scenarios bridge --runs 3
 //! ```
 
 // The bench is private to this binary: the crate's library is the integration-test harness.
@@ -17,13 +20,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
-use bench::{BrokerSpec, Config, Scenario, Target};
+use bench::{BridgeMode, BridgeSpec, BrokerSpec, Config, Scenario, Target};
 
 /// Benchmark a Runnel broker with librdkafka clients.
 #[derive(Debug, Parser)]
 #[command(name = "runnel-bench", version)]
 struct Args {
-    /// Use this already running broker instead of starting one (disables the rss scenario).
+    /// Use this already running broker instead of starting one (disables the rss scenario
+    /// and the embedded bridge cases).
     #[arg(long, value_name = "HOST:PORT")]
     bootstrap: Option<String>,
     /// The broker binary to start [default: <workspace>/target/release/runnel].
@@ -36,7 +40,8 @@ struct Args {
     /// Parent directory for the started broker's temporary data dir [default: system temp].
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
-    /// Scenarios to run, comma-separated [default: all].
+    /// Scenarios to run, comma-separated [default: produce,consume,latency,rss; `bridge` is
+    /// opt-in: it needs Mosquitto and runnel-bridge, and starts its own brokers].
     #[arg(long, value_enum, value_delimiter = ',')]
     scenarios: Vec<Scenario>,
     /// Records per throughput scenario.
@@ -67,6 +72,23 @@ struct Args {
     /// e.g. `--client-config fetch.wait.max.ms=10`.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_key_value)]
     client_config: Vec<(String, String)>,
+    /// The runnel-bridge binary of the bridge scenario [default:
+    /// <workspace>/target/release/runnel-bridge].
+    #[arg(long, env = "RUNNEL_BRIDGE_BIN", value_name = "PATH")]
+    bridge_bin: Option<PathBuf>,
+    /// MQTT messages per bridge case (one receiver at one QoS), 200-byte GPS fixes as JSON.
+    #[arg(long, default_value_t = 200_000, value_parser = clap::value_parser!(u64).range(1..))]
+    bridge_messages: u64,
+    /// Concurrent MQTT publishers in the bridge scenario, one truck (`trucks/t<i>/gps`) each.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    bridge_publishers: u16,
+    /// Receivers the bridge scenario measures, comma-separated [default: all]: `mqtt-only` (a
+    /// plain MQTT subscriber, the baseline), `standalone` (runnel-bridge), `embedded`.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    bridge_modes: Vec<BridgeMode>,
+    /// MQTT QoS levels the bridge scenario measures, comma-separated [default: 0,1].
+    #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(0..=1))]
+    bridge_qos: Vec<u8>,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -74,20 +96,33 @@ struct Args {
 
 impl Args {
     fn into_config(self) -> (Config, Option<PathBuf>) {
+        let startup_timeout = Duration::from_secs(self.startup_timeout_secs);
         let target = match self.bootstrap {
             Some(addr) => Target::External(addr),
             None => Target::Spawn(BrokerSpec {
-                bin: self.broker_bin.unwrap_or_else(bench::default_bin),
+                bin: self
+                    .broker_bin
+                    .unwrap_or_else(|| bench::default_bin("runnel")),
                 log_level: self.broker_log_level,
                 partitions: self.partitions,
                 work_dir: self.work_dir,
-                startup_timeout: Duration::from_secs(self.startup_timeout_secs),
+                startup_timeout,
             }),
         };
         let scenarios = if self.scenarios.is_empty() {
-            Scenario::ALL.to_vec()
+            Scenario::DEFAULT.to_vec()
         } else {
             self.scenarios
+        };
+        let bridge = BridgeSpec {
+            bin: self
+                .bridge_bin
+                .unwrap_or_else(|| bench::default_bin("runnel-bridge")),
+            messages: self.bridge_messages,
+            publishers: usize::from(self.bridge_publishers),
+            startup_timeout,
+            modes: self.bridge_modes,
+            qos: self.bridge_qos,
         };
         let config = Config {
             target,
@@ -100,6 +135,7 @@ impl Args {
             runs: self.runs,
             scenario_timeout: Duration::from_secs(self.timeout_secs),
             client_overrides: self.client_config,
+            bridge,
         };
         (config, self.json)
     }
