@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use runnel_bridge::config::BridgeFile;
 use runnel_bridge::kafka::KafkaBackend;
 use tokio_util::sync::CancellationToken;
 
@@ -14,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Parser)]
 #[command(name = "runnel-bridge", version)]
 struct Args {
-    /// TOML file with one or more `[[bridge]]` tables.
+    /// TOML file with one or more `[[bridge]]` tables, and `[kafka]` for TLS and SASL.
     #[arg(long, short, env = "RUNNEL_BRIDGE_CONFIG")]
     config: PathBuf,
     /// Kafka bootstrap servers, `host:port[,host:port…]`.
@@ -38,7 +39,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let configs = match runnel_bridge::config::load_file(&args.config) {
+    let file = match runnel_bridge::config::load_file(&args.config) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("runnel-bridge: {e}");
@@ -56,7 +57,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(args, configs)) {
+    match runtime.block_on(run(args, file)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("runnel-bridge: {e:#}");
@@ -65,19 +66,25 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: Args, configs: Vec<runnel_bridge::BridgeConfig>) -> anyhow::Result<()> {
+async fn run(args: Args, file: BridgeFile) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    let backend = KafkaBackend::new(&args.bootstrap, &args.client_id);
-    let running = runnel_bridge::start(configs, backend, shutdown.clone()).await?;
+    let protocol = file.kafka.protocol();
+    let backend = KafkaBackend::new(&args.bootstrap, &args.client_id, file.kafka)
+        .with_context(|| format!("[kafka] of {}", args.config.display()))?;
+    let running = runnel_bridge::start(file.bridge, backend, shutdown.clone()).await?;
     if let Some(addr) = args.metrics_listen {
-        let (bound, serve) = runnel_bridge::metrics::serve(addr, running.stats(), shutdown.clone())
+        let (bound, serve) = runnel_bridge::metrics::serve(
+            addr,
+            runnel_bridge::metrics::bridges(running.stats()),
+            shutdown.clone(),
+        )
             .await
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
         tracing::info!("metrics on http://{bound}/metrics");
         tokio::spawn(serve);
     }
-    tracing::info!(bootstrap = %args.bootstrap, "runnel-bridge running");
+    tracing::info!(bootstrap = %args.bootstrap, security_protocol = protocol, "runnel-bridge running");
     runnel_bridge::service::ready("bridging");
     tokio::spawn(runnel_bridge::service::watchdog(shutdown.clone()));
     running.wait().await;

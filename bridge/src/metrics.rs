@@ -1,5 +1,6 @@
-//! A minimal HTTP endpoint for Prometheus: `GET /metrics` answers the text exposition of
-//! every bridge's counters ([`crate::status::render_metrics`]); anything else is a 404.
+//! A minimal HTTP endpoint for Prometheus: `GET /metrics` answers the text exposition the
+//! caller renders (every bridge's counters, [`crate::status::render_metrics`], and in the
+//! broker also its uplinks'); anything else is a 404.
 //! One short-lived connection at a time per request, `Connection: close`; requests larger
 //! than 8 KiB or slower than 5 s are dropped.
 
@@ -13,15 +14,22 @@ use tokio_util::sync::CancellationToken;
 
 use crate::status::{BridgeStats, render_metrics};
 
+/// Renders the metrics text for one scrape.
+pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// What `runnel-bridge` serves: its bridges' counters.
+pub fn bridges(stats: Vec<Arc<BridgeStats>>) -> Render {
+    Arc::new(move || render_metrics(&stats.iter().map(|s| s.snapshot()).collect::<Vec<_>>()))
+}
+
 /// Binds `addr`; the returned future serves until `shutdown`.
 pub async fn serve(
     addr: SocketAddr,
-    stats: Vec<Arc<BridgeStats>>,
+    render: Render,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, impl std::future::Future<Output = ()>)> {
     let listener = TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
-    let stats = Arc::new(stats);
     Ok((bound, async move {
         loop {
             let accepted = tokio::select! {
@@ -32,15 +40,15 @@ pub async fn serve(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            let stats = stats.clone();
+            let render = render.clone();
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, &stats)).await;
+                let _ = tokio::time::timeout(Duration::from_secs(5), answer(stream, &render)).await;
             });
         }
     }))
 }
 
-async fn answer(mut stream: TcpStream, stats: &[Arc<BridgeStats>]) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, render: &Render) -> std::io::Result<()> {
     let mut request = Vec::with_capacity(512);
     let mut buf = [0u8; 1024];
     while !request.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -53,8 +61,7 @@ async fn answer(mut stream: TcpStream, stats: &[Arc<BridgeStats>]) -> std::io::R
     let line = request.split(|b| *b == b'\r').next().unwrap_or_default();
     let (status, body) = if line.starts_with(b"GET /metrics ") || line.starts_with(b"GET /metrics?")
     {
-        let snapshots: Vec<_> = stats.iter().map(|s| s.snapshot()).collect();
-        ("200 OK", render_metrics(&snapshots))
+        ("200 OK", render())
     } else {
         (
             "404 Not Found",

@@ -71,9 +71,15 @@ pub async fn start(
     runnel_bridge::start(configs, backend, shutdown).await
 }
 
-/// The broker's log as a bridge backend.
+/// The broker's log as a bridge backend (also how uplinks write their status records).
 pub struct EmbeddedBackend {
     ctx: Arc<Ctx>,
+}
+
+impl EmbeddedBackend {
+    pub fn new(ctx: Arc<Ctx>) -> Self {
+        EmbeddedBackend { ctx }
+    }
 }
 
 fn store_failure(e: StoreError) -> SinkError {
@@ -117,6 +123,9 @@ impl EmbeddedBackend {
             Ok(appended) => {
                 for (slot, outcome) in slots.into_iter().zip(appended) {
                     if let Err(e) = outcome {
+                        if matches!(e, StoreError::DiskFull { .. }) {
+                            self.ctx.disk_pressure.notify_one();
+                        }
                         results[slot] = Err(store_failure(e));
                     }
                 }

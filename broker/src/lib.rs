@@ -14,6 +14,7 @@ pub mod protocol;
 pub mod retention;
 pub mod server;
 pub mod topics;
+pub mod uplink;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,13 @@ pub enum StartError {
     },
     #[error(transparent)]
     Bridge(#[from] runnel_bridge::BridgeError),
+    #[error(transparent)]
+    Uplink(#[from] uplink::UplinkStartError),
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot open data directory {dir}: {source}")]
     Store {
         dir: std::path::PathBuf,
@@ -107,6 +115,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         groups: Arc::new(groups),
         shutdown: shutdown.clone(),
         started_at_ms: log::now_ms(),
+        holds: Arc::new(uplink::Holds::default()),
+        disk_pressure: Arc::new(tokio::sync::Notify::new()),
     });
     tracing::info!(
         topics = ctx.topics.list().len(),
@@ -124,6 +134,50 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     } else {
         Some(bridge::start(ctx.clone(), ctx.config.bridge.clone(), bridges_stop.clone()).await?)
     };
+    // Uplinks register their retention holds before retention first runs.
+    let uplinks_stop = CancellationToken::new();
+    let uplinks = if ctx.config.uplink.is_empty() {
+        None
+    } else {
+        let store: Arc<dyn log::UplinkStore> = store.clone();
+        Some(
+            uplink::start(
+                ctx.clone(),
+                store,
+                ctx.config.uplink.clone(),
+                uplinks_stop.clone(),
+            )
+            .await?,
+        )
+    };
+    if let Some(addr) = ctx.config.server.metrics_listen {
+        let bridge_stats = bridges.as_ref().map(|b| b.stats()).unwrap_or_default();
+        let uplink_stats = uplinks
+            .as_ref()
+            .map(|u| u.stats().to_vec())
+            .unwrap_or_default();
+        let render = move || {
+            let mut text = runnel_bridge::status::render_metrics(
+                &bridge_stats
+                    .iter()
+                    .map(|s| s.snapshot())
+                    .collect::<Vec<_>>(),
+            );
+            text.push_str(&uplink::status::render_metrics(
+                &uplink_stats
+                    .iter()
+                    .map(|s| s.snapshot())
+                    .collect::<Vec<_>>(),
+            ));
+            text
+        };
+        let (bound, serving) =
+            runnel_bridge::metrics::serve(addr, Arc::new(render), shutdown.clone())
+                .await
+                .map_err(|source| StartError::Metrics { addr, source })?;
+        tracing::info!("serving Prometheus metrics on http://{bound}/metrics");
+        tracker.spawn(serving);
+    }
     tracker.spawn(retention::run(ctx.clone()));
     tracker.spawn(runnel_bridge::service::watchdog(shutdown.clone()));
     runnel_bridge::service::ready(&format!("serving Kafka on {bound}"));
@@ -132,7 +186,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     tracing::info!("shutting down: draining in-flight requests");
     runnel_bridge::service::stopping();
     bridges_stop.cancel();
+    uplinks_stop.cancel();
     if let Some(running) = bridges {
+        running.wait().await;
+    }
+    if let Some(running) = uplinks {
         running.wait().await;
     }
     tracker.close();

@@ -28,8 +28,9 @@ fn main() -> ExitCode {
     };
     if args.check_config {
         println!(
-            "runnel: configuration OK ({} bridge(s))",
-            config.bridge.len()
+            "runnel: configuration OK ({} bridge(s), {} uplink(s))",
+            config.bridge.len(),
+            config.uplink.len()
         );
         return ExitCode::SUCCESS;
     }

@@ -7,7 +7,8 @@
 //! - [`Client`]: bootstrap, metadata cache, a connection per broker, leader lookup;
 //! - [`Producer`]: idempotent acks=all batches with retries ([`producer`] explains the rules);
 //! - fetch / list offsets ([`consumer`]) and committed offsets of a group ([`offsets`]);
-//! - [`partitioner`]: Kafka's murmur2 key partitioner.
+//! - [`partitioner`]: Kafka's murmur2 key partitioner;
+//! - [`security`]: TLS and SASL (PLAIN, SCRAM-SHA-256/512), Kafka's `security.protocol`.
 
 pub mod admin;
 pub mod cluster;
@@ -18,6 +19,7 @@ pub mod offsets;
 pub mod partitioner;
 pub mod producer;
 pub mod records;
+pub mod security;
 
 pub use admin::groups::{GroupDescription, GroupListing, GroupMember, PartitionOffsets};
 pub use admin::{ConfigChange, ConfigEntry, NewTopic};
@@ -27,5 +29,6 @@ pub use consumer::{FetchOptions, Fetched, OffsetSpec};
 pub use error::{ClientError, Result};
 pub use kafka_protocol::ResponseError;
 pub use kafka_protocol::records::Compression;
-pub use producer::{PartitionBatch, Producer, ProducerConfig};
+pub use producer::{EncodedBatch, PartitionBatch, Producer, ProducerConfig};
 pub use records::{InRecord, OutRecord};
+pub use security::{SaslMechanism, SaslSettings, SecurityConfig, TlsSettings};

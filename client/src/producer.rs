@@ -82,13 +82,20 @@ struct ProducerState {
     sequences: HashMap<(String, i32), i32>,
 }
 
+/// One encoded RecordBatch for one partition, as [`send_encoded`] writes it.
+#[derive(Debug, Clone)]
+pub struct EncodedBatch {
+    pub topic: String,
+    pub partition: i32,
+    /// Records in the batch (for error messages).
+    pub count: i32,
+    pub bytes: Bytes,
+}
+
 /// One batch on its way.
 struct Slot {
     index: usize,
-    topic: String,
-    partition: i32,
-    count: i32,
-    bytes: Bytes,
+    batch: EncodedBatch,
 }
 
 impl Producer {
@@ -127,10 +134,12 @@ impl Producer {
             match self.encode(&mut state, b) {
                 Ok((count, bytes)) => slots.push(Slot {
                     index,
-                    topic: b.topic.clone(),
-                    partition: b.partition,
-                    count,
-                    bytes,
+                    batch: EncodedBatch {
+                        topic: b.topic.clone(),
+                        partition: b.partition,
+                        count,
+                        bytes,
+                    },
                 }),
                 Err(e) => results[index] = Some(Err(e)),
             }
@@ -145,7 +154,8 @@ impl Producer {
             // of each partition now, the rest in later rounds, so a partition's batches are
             // written in order.
             let (now, later) = first_per_partition(slots);
-            let outcome = self.attempt(&now).await;
+            let encoded: Vec<EncodedBatch> = now.iter().map(|s| s.batch.clone()).collect();
+            let outcome = send_encoded(&self.client, self.config.acks, &encoded).await;
             let mut retry = later;
             let mut reset = false;
             let mut failed = false;
@@ -160,7 +170,7 @@ impl Producer {
                     }
                     Err(e) if e.is_retriable() => {
                         if e.needs_metadata() {
-                            self.client.forget_topic(&slot.topic);
+                            self.client.forget_topic(&slot.batch.topic);
                         }
                         failed = true;
                         last_error = Some(e);
@@ -203,7 +213,7 @@ impl Producer {
                 for slot in &mut slots {
                     let batch = &batches[slot.index];
                     match self.encode(&mut state, batch) {
-                        Ok((_, bytes)) => slot.bytes = bytes,
+                        Ok((_, bytes)) => slot.batch.bytes = bytes,
                         Err(e) => last_error = Some(e),
                     }
                 }
@@ -246,100 +256,109 @@ impl Producer {
         Ok((count, bytes))
     }
 
-    /// One round: every slot sent once to its leader; a result per slot, in order.
-    async fn attempt(&self, slots: &[Slot]) -> Vec<Result<i64>> {
-        let mut results: Vec<Option<Result<i64>>> = (0..slots.len()).map(|_| None).collect();
-        let mut by_leader: HashMap<String, (Arc<Connection>, Vec<usize>)> = HashMap::new();
-        for (i, slot) in slots.iter().enumerate() {
-            match self
-                .client
-                .leader_connection(&slot.topic, slot.partition)
-                .await
-            {
-                Ok(conn) => by_leader
-                    .entry(conn.addr().to_string())
-                    .or_insert_with(|| (conn.clone(), Vec::new()))
-                    .1
-                    .push(i),
-                Err(e) => results[i] = Some(Err(e)),
-            }
-        }
-        let mut calls = tokio::task::JoinSet::new();
-        for (_, (conn, members)) in by_leader {
-            let request = self.request(slots, &members);
-            calls.spawn(async move {
-                let response = conn.call(&request, PRODUCE_VERSIONS).await;
-                (members, response)
-            });
-        }
-        while let Some(joined) = calls.join_next().await {
-            let Ok((members, response)) = joined else {
-                continue;
-            };
-            match response {
-                Ok(response) => {
-                    for i in members {
-                        results[i] = Some(partition_result(&response, &slots[i]));
-                    }
-                }
-                Err(e) => {
-                    for i in members {
-                        results[i] = Some(Err(e.clone()));
-                    }
-                }
-            }
-        }
-        results
-            .into_iter()
-            .map(|r| r.unwrap_or(Err(ClientError::NoBroker("no answer".into()))))
-            .collect()
-    }
-
-    fn request(&self, slots: &[Slot], members: &[usize]) -> ProduceRequest {
-        let mut topics: Vec<TopicProduceData> = Vec::new();
-        for &i in members {
-            let slot = &slots[i];
-            let data = PartitionProduceData::default()
-                .with_index(slot.partition)
-                .with_records(Some(slot.bytes.clone()));
-            match topics.iter_mut().find(|t| t.name.0.as_str() == slot.topic) {
-                Some(t) => t.partition_data.push(data),
-                None => topics.push(
-                    TopicProduceData::default()
-                        .with_name(TopicName(StrBytes::from_string(slot.topic.clone())))
-                        .with_partition_data(vec![data]),
-                ),
-            }
-        }
-        let timeout_ms =
-            i32::try_from(self.client.config().request_timeout.as_millis()).unwrap_or(i32::MAX);
-        ProduceRequest::default()
-            .with_acks(self.config.acks)
-            .with_timeout_ms(timeout_ms)
-            .with_topic_data(topics)
-    }
-
     async fn init_producer_id(&self, state: &mut ProducerState) -> Result<()> {
-        let conn = self.client.any_connection().await?;
-        let response = conn
-            .call(
-                &InitProducerIdRequest::default()
-                    .with_transactional_id(None)
-                    .with_transaction_timeout_ms(60_000)
-                    .with_producer_id(ProducerId(-1))
-                    .with_producer_epoch(-1),
-                INIT_PRODUCER_ID_VERSIONS,
-            )
-            .await?;
-        if let Some(e) = ClientError::kafka("InitProducerId", response.error_code) {
-            return Err(e);
-        }
-        state.producer_id = response.producer_id.0;
-        state.epoch = response.producer_epoch;
+        let (producer_id, epoch) = init_producer_id(&self.client).await?;
+        state.producer_id = producer_id;
+        state.epoch = epoch;
         state.sequences.clear();
-        tracing::debug!(producer_id = state.producer_id, "producer id assigned");
+        tracing::debug!(producer_id, "producer id assigned");
         Ok(())
     }
+}
+
+/// Asks the cluster for a fresh idempotent producer id and epoch (no transactional id).
+pub async fn init_producer_id(client: &Client) -> Result<(i64, i16)> {
+    let conn = client.any_connection().await?;
+    let response = conn
+        .call(
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+            INIT_PRODUCER_ID_VERSIONS,
+        )
+        .await?;
+    if let Some(e) = ClientError::kafka("InitProducerId", response.error_code) {
+        return Err(e);
+    }
+    Ok((response.producer_id.0, response.producer_epoch))
+}
+
+/// One attempt: every batch sent once to its partition's leader (one request per leader,
+/// concurrently); a result per batch, in order. At most one batch per partition: Kafka takes
+/// one batch per partition per request. No retries — callers decide (the [`Producer`], or a
+/// caller that keeps its own sequence numbers, like the uplink).
+pub async fn send_encoded(client: &Client, acks: i16, batches: &[EncodedBatch]) -> Vec<Result<i64>> {
+    let mut results: Vec<Option<Result<i64>>> = (0..batches.len()).map(|_| None).collect();
+    let mut by_leader: HashMap<String, (Arc<Connection>, Vec<usize>)> = HashMap::new();
+    for (i, batch) in batches.iter().enumerate() {
+        match client.leader_connection(&batch.topic, batch.partition).await {
+            Ok(conn) => by_leader
+                .entry(conn.addr().to_string())
+                .or_insert_with(|| (conn.clone(), Vec::new()))
+                .1
+                .push(i),
+            Err(e) => results[i] = Some(Err(e)),
+        }
+    }
+    let mut calls = tokio::task::JoinSet::new();
+    for (_, (conn, members)) in by_leader {
+        let request = produce_request(client, acks, batches, &members);
+        calls.spawn(async move {
+            let response = conn.call(&request, PRODUCE_VERSIONS).await;
+            (members, response)
+        });
+    }
+    while let Some(joined) = calls.join_next().await {
+        let Ok((members, response)) = joined else {
+            continue;
+        };
+        match response {
+            Ok(response) => {
+                for i in members {
+                    results[i] = Some(partition_result(&response, &batches[i]));
+                }
+            }
+            Err(e) => {
+                for i in members {
+                    results[i] = Some(Err(e.clone()));
+                }
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or(Err(ClientError::NoBroker("no answer".into()))))
+        .collect()
+}
+
+fn produce_request(
+    client: &Client,
+    acks: i16,
+    batches: &[EncodedBatch],
+    members: &[usize],
+) -> ProduceRequest {
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    for &i in members {
+        let batch = &batches[i];
+        let data = PartitionProduceData::default()
+            .with_index(batch.partition)
+            .with_records(Some(batch.bytes.clone()));
+        match topics.iter_mut().find(|t| t.name.0.as_str() == batch.topic) {
+            Some(t) => t.partition_data.push(data),
+            None => topics.push(
+                TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_string(batch.topic.clone())))
+                    .with_partition_data(vec![data]),
+            ),
+        }
+    }
+    let timeout_ms = i32::try_from(client.config().request_timeout.as_millis()).unwrap_or(i32::MAX);
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(topics)
 }
 
 /// Splits `slots` (in order) into the first of each partition and the rest.
@@ -347,7 +366,7 @@ fn first_per_partition(slots: Vec<Slot>) -> (Vec<Slot>, Vec<Slot>) {
     let mut seen = std::collections::HashSet::new();
     let (mut now, mut later) = (Vec::new(), Vec::new());
     for slot in slots {
-        if seen.insert((slot.topic.clone(), slot.partition)) {
+        if seen.insert((slot.batch.topic.clone(), slot.batch.partition)) {
             now.push(slot);
         } else {
             later.push(slot);
@@ -356,7 +375,7 @@ fn first_per_partition(slots: Vec<Slot>) -> (Vec<Slot>, Vec<Slot>) {
     (now, later)
 }
 
-fn partition_result(response: &ProduceResponse, slot: &Slot) -> Result<i64> {
+fn partition_result(response: &ProduceResponse, slot: &EncodedBatch) -> Result<i64> {
     let found = response
         .responses
         .iter()
@@ -390,7 +409,9 @@ fn partition_result(response: &ProduceResponse, slot: &Slot) -> Result<i64> {
     }
 }
 
-fn needs_new_producer_id(e: &ClientError) -> bool {
+/// Whether the broker lost (or never had) this producer's sequence state: only a new producer id
+/// (or a fresh epoch) lets it write again.
+pub fn needs_new_producer_id(e: &ClientError) -> bool {
     matches!(
         e.code(),
         Some(

@@ -23,6 +23,7 @@ impl Default for ServerConfig {
             node_id: 0,
             max_request_size: MAX_REQUEST_SIZE,
             max_connections: 1024,
+            metrics_listen: None,
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct Config {
     /// MQTT bridges run inside the broker, writing straight into the log (`[[bridge]]`
     /// tables, the same format `runnel-bridge` reads).
     pub bridge: Vec<runnel_bridge::BridgeConfig>,
+    /// Store-and-forward uplinks to upstream Kafka clusters (`[[uplink]]` tables).
+    pub uplink: Vec<crate::uplink::UplinkConfig>,
 }
 
 /// Network listener and request limits.
@@ -47,6 +49,8 @@ pub struct ServerConfig {
     pub max_request_size: u32,
     /// Connections accepted at once; further ones wait in the kernel backlog.
     pub max_connections: usize,
+    /// Serve Prometheus metrics (embedded bridges and uplinks) over HTTP here; unset: off.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// Where and how the log is stored.

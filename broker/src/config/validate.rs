@@ -18,6 +18,8 @@ pub enum ConfigError {
     Invalid { key: &'static str, reason: String },
     #[error("invalid [[bridge]] section: {0}")]
     Bridge(#[from] runnel_bridge::config::ConfigError),
+    #[error("invalid [[uplink]] section: {0}")]
+    Uplink(#[from] crate::uplink::UplinkConfigError),
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -34,6 +36,7 @@ impl Config {
     /// Checks every value that could make the broker misbehave later.
     pub fn validate(&self) -> Result<(), ConfigError> {
         runnel_bridge::config::validate_all(&self.bridge)?;
+        crate::uplink::validate_all(&self.uplink)?;
         let s = &self.server;
         if s.node_id < 0 {
             return Err(invalid("server.node_id", "must be >= 0"));

@@ -6,6 +6,7 @@ pub mod api_versions;
 pub mod configs;
 pub mod delete_records;
 pub mod describe_cluster;
+pub mod describe_log_dirs;
 pub mod fetch;
 pub mod groups;
 pub mod init_producer_id;
@@ -46,6 +47,10 @@ pub struct Ctx {
     pub shutdown: CancellationToken,
     /// When this process started serving (ms since the epoch), for `runnel.uptime.ms`.
     pub started_at_ms: i64,
+    /// Offsets uplinks have not forwarded yet; retention keeps them.
+    pub holds: Arc<crate::uplink::Holds>,
+    /// Notified when an append failed for the disk budget, so retention frees space at once.
+    pub disk_pressure: Arc<tokio::sync::Notify>,
 }
 
 pub(crate) fn str_bytes(s: &str) -> StrBytes {

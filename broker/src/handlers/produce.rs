@@ -60,11 +60,19 @@ pub fn start(
         plan.push((topic.name, slots));
     }
     let queued = (!items.is_empty()).then(|| ctx.log.append(items));
+    let pressure = ctx.disk_pressure.clone();
     async move {
         let results = match queued {
             Some(queued) => wait(queued).await,
             None => Ok(Vec::new()),
         };
+        if let Ok(results) = &results
+            && results
+                .iter()
+                .any(|r| matches!(r, Err(StoreError::DiskFull { .. })))
+        {
+            pressure.notify_one();
+        }
         respond(plan, results)
     }
 }

@@ -48,6 +48,7 @@ pub const SUPPORTED: &[Api] = &[
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DescribeCluster, 0, 1),
+    api(ApiKey::DescribeLogDirs, 1, 4),
     api(ApiKey::InitProducerId, 0, 4),
     api(ApiKey::FindCoordinator, 0, 4),
     api(ApiKey::JoinGroup, 0, 9),
@@ -225,6 +226,9 @@ pub async fn dispatch(ctx: &Ctx, req: Request) -> Result<Option<Bytes>, RouteErr
         }
         RequestKind::DescribeCluster(req) => {
             encode(&raw, &handlers::describe_cluster::handle(ctx, req))
+        }
+        RequestKind::DescribeLogDirs(req) => {
+            encode(&raw, &handlers::describe_log_dirs::handle(ctx, req, v))
         }
         _ => Err(RouteError::UnsupportedApi(raw.api_key)),
     }

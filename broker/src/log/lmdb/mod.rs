@@ -1,12 +1,13 @@
 //! The LMDB implementation of [`LogStore`] and [`MetaStore`].
 //!
-//! One environment holds seven databases: `batches` (partition prefix + base offset → the
+//! One environment holds eight databases: `batches` (partition prefix + base offset → the
 //! batch as received), `time_index` (partition prefix + running max timestamp → base offset,
 //! monotonic like Kafka's time index), `partitions` (partition prefix → [`PartitionMeta`]),
 //! `producers` (partition prefix + producer id → idempotence state, written in the same
 //! transaction as the producer's batch), `topics` (name → [`TopicRecord`] as JSON), `meta`
 //! (cluster id, topic and producer id counters) and `offsets` (group, topic name, partition →
-//! committed offset; see [`offsets`]).
+//! committed offset; see [`offsets`]) and `uplinks` (partition prefix + uplink name → forwarding
+//! progress; see [`uplinks`]).
 //!
 //! Reads run on the caller's thread in their own read transaction. All writes go through
 //! one writer thread ([`writer`]) that group-commits: one transaction and one fsync for
@@ -19,6 +20,7 @@ mod keys;
 mod lock;
 mod offsets;
 mod reads;
+mod uplinks;
 mod writer;
 
 use std::collections::HashMap;
@@ -32,7 +34,8 @@ use tokio::sync::{oneshot, watch};
 use super::partition::PartitionMeta;
 use super::{
     AppendItem, Appended, DiskUsage, LogStore, MetaStore, PartitionId, PartitionLog, Pending,
-    ReadChunk, Retention, StoreError, TimestampOffset, TopicRecord, Truncated,
+    ProgressEntry, ReadChunk, Retention, StoreError, TimestampOffset, TopicRecord, Truncated,
+    UplinkProgress, UplinkStore,
 };
 pub use budget::{Budget, MAX_MAP_32BIT};
 use writer::Op;
@@ -49,6 +52,7 @@ pub(crate) struct Dbs {
     topics: Db,
     meta: Db,
     offsets: Db,
+    uplinks: Db,
 }
 
 /// State shared by readers and the writer thread.
@@ -88,7 +92,7 @@ impl LmdbStore {
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options
             .map_size(usize::try_from(map).map_err(|e| StoreError::Io(e.to_string()))?)
-            .max_dbs(8)
+            .max_dbs(12)
             .max_readers(MAX_READERS);
         // SAFETY: NO_READ_AHEAD only changes the kernel's read-ahead advice for the map.
         unsafe { options.flags(EnvFlags::NO_READ_AHEAD) };
@@ -183,11 +187,20 @@ fn create_databases(env: &Env<WithoutTls>) -> Result<Dbs, StoreError> {
             db("topics")?,
             db("meta")?,
             db("offsets")?,
+            db("uplinks")?,
         );
         Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit(all))
     })?;
-    let CommitOrAbort::Commit((batches, time_index, partitions, producers, topics, meta, offsets)) =
-        created
+    let CommitOrAbort::Commit((
+        batches,
+        time_index,
+        partitions,
+        producers,
+        topics,
+        meta,
+        offsets,
+        uplinks,
+    )) = created
     else {
         return Err(StoreError::Io("creating LMDB databases was aborted".into()));
     };
@@ -199,6 +212,7 @@ fn create_databases(env: &Env<WithoutTls>) -> Result<Dbs, StoreError> {
         topics,
         meta,
         offsets,
+        uplinks,
     })
 }
 
@@ -326,6 +340,21 @@ impl MetaStore for LmdbStore {
 
     fn cluster_id(&self) -> String {
         self.shared.cluster_id.clone()
+    }
+}
+
+impl UplinkStore for LmdbStore {
+    fn uplink_progress(
+        &self,
+        uplink: &str,
+    ) -> Result<Vec<(PartitionId, UplinkProgress)>, StoreError> {
+        let _gate = self.shared.read_gate();
+        let txn = self.shared.env.read_txn()?;
+        uplinks::load(&txn, self.shared.dbs.uplinks, uplink)
+    }
+
+    fn save_uplink_progress(&self, entries: Vec<ProgressEntry>) -> Pending<Result<(), StoreError>> {
+        self.send(|reply| Op::SaveUplinkProgress { entries, reply })
     }
 }
 

@@ -22,7 +22,7 @@ use std::time::Duration;
 use heed::RwTxn;
 
 use super::budget::{self, Budget};
-use super::{Shared, keys, offsets};
+use super::{Shared, keys, offsets, uplinks};
 use crate::log::partition::PartitionMeta;
 use crate::log::producers::ProducerState;
 use crate::log::{PartitionId, PartitionLog, StoreError};
@@ -316,10 +316,12 @@ impl Writer {
                 self.shared.dbs.topics.delete(txn, topic.name.as_bytes())?;
                 offsets::delete_topic(txn, self.shared.dbs.offsets, &topic.name)?;
                 for p in 0..topic.partitions {
-                    self.removed.push(PartitionId {
+                    let id = PartitionId {
                         topic: topic.num,
                         partition: p,
-                    });
+                    };
+                    uplinks::delete_partition(txn, self.shared.dbs.uplinks, id)?;
+                    self.removed.push(id);
                 }
                 Outcome::Done
             }
@@ -340,6 +342,10 @@ impl Writer {
                 groups,
                 *before_ms,
             )?),
+            Op::SaveUplinkProgress { entries, .. } => {
+                uplinks::save(txn, self.shared.dbs.uplinks, entries)?;
+                Outcome::Done
+            }
             Op::Shutdown { .. } => Outcome::Done,
         })
     }

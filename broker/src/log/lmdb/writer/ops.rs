@@ -4,8 +4,8 @@
 use tokio::sync::oneshot;
 
 use crate::log::{
-    AppendItem, Appended, OffsetCommit, PartitionId, StoreError, TopicPartition, TopicRecord,
-    Truncated,
+    AppendItem, Appended, OffsetCommit, PartitionId, ProgressEntry, StoreError, TopicPartition,
+    TopicRecord, Truncated,
 };
 
 pub type Reply<T> = oneshot::Sender<T>;
@@ -53,6 +53,10 @@ pub enum Op {
         before_ms: i64,
         reply: Reply<Result<Vec<String>, StoreError>>,
     },
+    SaveUplinkProgress {
+        entries: Vec<ProgressEntry>,
+        reply: Reply<Result<(), StoreError>>,
+    },
     Shutdown {
         reply: Reply<()>,
     },
@@ -92,7 +96,9 @@ pub fn answer(op: Op, outcome: Outcome) {
         (Op::ExpireProducers { reply, .. }, Outcome::Expired(n)) => {
             let _ = reply.send(Ok(n));
         }
-        (Op::PutTopic { reply, .. }, _) | (Op::DeleteTopic { reply, .. }, _) => {
+        (Op::PutTopic { reply, .. }, _)
+        | (Op::DeleteTopic { reply, .. }, _)
+        | (Op::SaveUplinkProgress { reply, .. }, _) => {
             let _ = reply.send(Ok(()));
         }
         (Op::CommitOffsets { reply, .. }, Outcome::Committed(result)) => {
@@ -128,7 +134,9 @@ pub fn fail(op: Op, err: StoreError) {
         Op::ExpireProducers { reply, .. } => {
             let _ = reply.send(Err(err));
         }
-        Op::PutTopic { reply, .. } | Op::DeleteTopic { reply, .. } => {
+        Op::PutTopic { reply, .. }
+        | Op::DeleteTopic { reply, .. }
+        | Op::SaveUplinkProgress { reply, .. } => {
             let _ = reply.send(Err(err));
         }
         Op::CommitOffsets { reply, .. } => {
