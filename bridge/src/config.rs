@@ -1,9 +1,10 @@
 //! Bridge configuration: the `[[bridge]]` tables, their defaults and their validation.
 //!
-//! The same tables are read from a standalone file ([`load_file`], a file of only
-//! `[[bridge]]` tables) and from the broker's own TOML config (a `bridge: Vec<BridgeConfig>`
-//! field), so everything here is plain serde with `deny_unknown_fields` and the defaults live
-//! beside the fields (the `default_*` functions at the end of the types).
+//! The same tables are read from a standalone file ([`load_file`]: `[[bridge]]` tables and an
+//! optional `[kafka]` table securing the standalone bridge's Kafka connection) and from the
+//! broker's own TOML config (a `bridge: Vec<BridgeConfig>` field), so everything here is plain
+//! serde with `deny_unknown_fields` and the defaults live beside the fields (the `default_*`
+//! functions at the end of the types).
 //!
 //! Validation is pure (it never touches the file system or the network) and reports the
 //! first problem as a [`ConfigError`] naming the bridge, the rule (numbered from 1, in file
@@ -19,17 +20,27 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use runnel_client::SecurityConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::filter::TopicFilter;
 use crate::mapping::{FieldPath, TopicTemplate};
 
-/// A standalone bridge config file: only `[[bridge]]` tables.
+/// A standalone bridge config file: `[[bridge]]` tables, and `[kafka]`.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BridgeFile {
+    /// TLS and SASL of the connections to the Kafka cluster (`[kafka.tls]`, `[kafka.sasl]`,
+    /// see [`runnel_client::security`]); absent: plaintext. The embedded bridge writes to its
+    /// broker directly and has no such table.
+    #[serde(default, skip_serializing_if = "is_plaintext")]
+    pub kafka: SecurityConfig,
     #[serde(default)]
     pub bridge: Vec<BridgeConfig>,
+}
+
+fn is_plaintext(security: &SecurityConfig) -> bool {
+    *security == SecurityConfig::default()
 }
 
 /// One bridge: an MQTT connection and the rules that move messages across it.
@@ -668,9 +679,9 @@ pub fn validate_all(bridges: &[BridgeConfig]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Reads a standalone bridge file (only `[[bridge]]` tables) and validates it. Every error
-/// names the file.
-pub fn load_file(path: &Path) -> Result<Vec<BridgeConfig>, ConfigError> {
+/// Reads a standalone bridge file and validates its bridges. Every error names the file. The
+/// `[kafka]` PEM files are read when the Kafka client is built.
+pub fn load_file(path: &Path) -> Result<BridgeFile, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
@@ -683,7 +694,7 @@ pub fn load_file(path: &Path) -> Result<Vec<BridgeConfig>, ConfigError> {
         path: path.to_owned(),
         error: Box::new(error),
     })?;
-    Ok(file.bridge)
+    Ok(file)
 }
 
 #[cfg(test)]
@@ -800,7 +811,9 @@ topic = "t"
     #[test]
     fn given_the_shipped_example_file_when_loaded_should_validate() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("runnel-bridge.example.toml");
-        let bridges = load_file(&path).expect("the example config is valid");
+        let bridges = load_file(&path)
+            .expect("the example config is valid")
+            .bridge;
         assert_eq!(bridges.len(), 1);
         assert_eq!(bridges[0].ingress.len(), 2);
         assert_eq!(bridges[0].egress.len(), 1);
@@ -825,6 +838,51 @@ topic = "t"
         let text = toml::to_string(&file).expect("serializes");
         let back: BridgeFile = toml::from_str(&text).expect("re-parses");
         assert_eq!(back, file);
+    }
+
+    #[test]
+    fn given_a_kafka_table_when_parsed_should_secure_the_kafka_side() {
+        use runnel_client::SaslMechanism;
+        let text = format!(
+            r#"
+[kafka.tls]
+ca_file = "/etc/runnel/kafka-ca.pem"
+cert_file = "/etc/runnel/bridge.pem"
+key_file = "/etc/runnel/bridge.key"
+
+[kafka.sasl]
+mechanism = "SCRAM-SHA-256"
+username = "bridge"
+password = "kafka-pw-42"
+{FULL}"#
+        );
+        let file: BridgeFile = toml::from_str(&text).expect("parses");
+        validate_all(&file.bridge).expect("valid");
+        assert_eq!(file.kafka.protocol(), "SASL_SSL");
+        let tls = file.kafka.tls.as_ref().expect("tls");
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(Path::new("/etc/runnel/kafka-ca.pem"))
+        );
+        let sasl = file.kafka.sasl.as_ref().expect("sasl");
+        assert_eq!(sasl.mechanism, SaslMechanism::ScramSha256);
+        assert!(
+            !format!("{file:?}").contains("kafka-pw-42"),
+            "password in Debug"
+        );
+        let back: BridgeFile =
+            toml::from_str(&toml::to_string(&file).expect("serializes")).expect("re-parses");
+        assert_eq!(back, file);
+
+        let plain: BridgeFile = toml::from_str(FULL).expect("parses");
+        assert_eq!(plain.kafka.protocol(), "PLAINTEXT");
+        for bad in [
+            "[kafka]\nbootstrap = \"x:9092\"\n",
+            "[kafka.tls]\nca = \"x\"\n",
+            "[kafka.sasl]\nmechanism = \"GSSAPI\"\nusername = \"u\"\npassword = \"p\"\n",
+        ] {
+            assert!(toml::from_str::<BridgeFile>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -1097,7 +1155,7 @@ topic = "t"
         let dir = temp.path();
         let good = dir.join("good.toml");
         std::fs::write(&good, FULL).expect("write");
-        assert_eq!(load_file(&good).expect("loads").len(), 1);
+        assert_eq!(load_file(&good).expect("loads").bridge.len(), 1);
 
         let missing = dir.join("missing.toml");
         let err = load_file(&missing).expect_err("missing").to_string();

@@ -8,13 +8,6 @@ use crate::config::ConfigError;
 pub enum BridgeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("bridge {bridge}: cannot read {what} {path}: {source}")]
-    File {
-        bridge: String,
-        what: &'static str,
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
     #[error("bridge {bridge}: TLS setup failed: {message}")]
     Tls { bridge: String, message: String },
     #[error("bridge {bridge}: {message}")]

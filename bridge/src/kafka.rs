@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use runnel_client::{
     Client, ClientConfig, ClientError, FetchOptions, NewTopic, OffsetSpec, PartitionBatch,
-    Producer, ProducerConfig, ResponseError,
+    Producer, ProducerConfig, ResponseError, SecurityConfig,
 };
 
 use crate::backend::{Backend, BoxFuture, ReadResult, SourceRecord, TopicBatch, out_record};
@@ -22,9 +22,17 @@ pub struct KafkaBackend {
 }
 
 impl KafkaBackend {
-    /// A backend for `bootstrap` (`host:port[,host:port…]`); connects lazily.
-    pub fn new(bootstrap: &str, client_id: &str) -> Arc<Self> {
-        let client = Client::new(ClientConfig::new(bootstrap, client_id));
+    /// A backend for `bootstrap` (`host:port[,host:port…]`) secured as `security` says;
+    /// connects lazily, but reads the PEM files of `security` now and fails on a bad one.
+    pub fn new(
+        bootstrap: &str,
+        client_id: &str,
+        security: SecurityConfig,
+    ) -> Result<Arc<Self>, ClientError> {
+        let client = Client::try_new(ClientConfig {
+            security,
+            ..ClientConfig::new(bootstrap, client_id)
+        })?;
         let producer = Producer::new(
             client.clone(),
             ProducerConfig {
@@ -33,7 +41,7 @@ impl KafkaBackend {
                 ..ProducerConfig::default()
             },
         );
-        Arc::new(KafkaBackend { client, producer })
+        Ok(Arc::new(KafkaBackend { client, producer }))
     }
 }
 

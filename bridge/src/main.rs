@@ -79,8 +79,8 @@ async fn run(args: Args, file: BridgeFile) -> anyhow::Result<()> {
             runnel_bridge::metrics::bridges(running.stats()),
             shutdown.clone(),
         )
-            .await
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        .await
+        .with_context(|| format!("cannot serve metrics on {addr}"))?;
         tracing::info!("metrics on http://{bound}/metrics");
         tokio::spawn(serve);
     }

@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 
 use crate::conn::Connection;
 use crate::error::{ClientError, Result};
+use crate::security::{Security, SecurityConfig};
 
 /// Metadata versions whose fields we fill (topic names, auto-create flag).
 const METADATA_VERSIONS: (i16, i16) = (1, 12);
@@ -29,6 +30,8 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Deadline of one request (the broker's own wait, like a fetch's max wait, is added).
     pub request_timeout: Duration,
+    /// TLS and SASL; the default is plaintext.
+    pub security: SecurityConfig,
 }
 
 impl ClientConfig {
@@ -43,6 +46,7 @@ impl ClientConfig {
             client_id: client_id.into(),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -99,17 +103,37 @@ pub struct Client {
 #[derive(Debug)]
 struct Inner {
     config: ClientConfig,
+    /// `config.security` loaded once; an error is answered to every connection attempt.
+    security: std::result::Result<Security, ClientError>,
     cache: RwLock<MetadataCache>,
     brokers: Mutex<HashMap<i32, Arc<Connection>>>,
     bootstrap: Mutex<Option<Arc<Connection>>>,
 }
 
 impl Client {
-    /// A client that connects lazily; nothing is contacted until the first call.
+    /// A client that connects lazily; nothing is contacted until the first call. Invalid
+    /// security settings (an unreadable PEM file) fail every call; [`Client::try_new`] reports
+    /// them at once.
     pub fn new(config: ClientConfig) -> Self {
+        let security = config.security.load().map_err(ClientError::from);
+        Client::with_security(config, security)
+    }
+
+    /// Like [`Client::new`], but loads the security settings (PEM files) first and fails with
+    /// [`ClientError::Security`] naming the file and the problem.
+    pub fn try_new(config: ClientConfig) -> Result<Self> {
+        let security = config.security.load()?;
+        Ok(Client::with_security(config, Ok(security)))
+    }
+
+    fn with_security(
+        config: ClientConfig,
+        security: std::result::Result<Security, ClientError>,
+    ) -> Self {
         Client {
             inner: Arc::new(Inner {
                 config,
+                security,
                 cache: RwLock::new(MetadataCache::default()),
                 brokers: Mutex::new(HashMap::new()),
                 bootstrap: Mutex::new(None),
@@ -135,6 +159,7 @@ impl Client {
             return Ok(c.clone());
         }
         let mut errors = Vec::new();
+        let mut security_error = None;
         for addr in &self.inner.config.bootstrap {
             match self.open(addr).await {
                 Ok(c) => {
@@ -142,8 +167,18 @@ impl Client {
                     *boot = Some(c.clone());
                     return Ok(c);
                 }
-                Err(e) => errors.push(e.to_string()),
+                Err(e) => {
+                    errors.push(e.to_string());
+                    if e.is_security() {
+                        security_error.get_or_insert(e);
+                    }
+                }
             }
+        }
+        // A certificate or password problem stays what it is (not retriable), rather than
+        // becoming "no broker answered".
+        if let Some(e) = security_error {
+            return Err(e);
         }
         Err(ClientError::NoBroker(if errors.is_empty() {
             "no bootstrap servers configured".into()
@@ -340,11 +375,13 @@ impl Client {
 
     async fn open(&self, addr: &str) -> Result<Connection> {
         let config = &self.inner.config;
+        let security = self.inner.security.as_ref().map_err(Clone::clone)?;
         Connection::connect(
             addr,
             &config.client_id,
             config.connect_timeout,
             config.request_timeout,
+            security,
         )
         .await
     }

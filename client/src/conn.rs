@@ -1,4 +1,5 @@
-//! One TCP connection to one broker: framing, correlation ids, API version negotiation.
+//! One TCP connection to one broker: TLS and SASL, framing, correlation ids, API version
+//! negotiation.
 //!
 //! A [`Connection`] runs one request at a time (a mutex around the socket), which keeps the
 //! ordering rules of idempotent produce trivially true. Every call has a deadline; a call
@@ -6,11 +7,16 @@
 //! half a frame, and the owner ([`crate::Client`]) replaces it. Versions: at connect the
 //! connection asks ApiVersions (v3, falling back to v0 as KIP-511 allows) and each call
 //! picks the highest version both sides support within the range the caller can fill.
+//!
+//! Connecting is: TCP, then the TLS handshake when [`Security`] has TLS (both within the
+//! connect timeout), then ApiVersions, then SASL when configured ([`crate::security::sasl`]).
+//! A broker that limits the SASL session's lifetime gets a connection that reports itself
+//! broken shortly before the session expires, so the owner opens a fresh one in time.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, RequestHeader, ResponseHeader};
@@ -20,6 +26,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 use crate::error::{ClientError, Result};
+use crate::security::tls::{Stream, settings_failure};
+use crate::security::{Security, sasl};
 
 /// Largest response frame accepted; a fetch asks for at most tens of MiB.
 const MAX_RESPONSE_BYTES: usize = 256 << 20;
@@ -29,35 +37,39 @@ const MAX_RESPONSE_BYTES: usize = 256 << 20;
 pub struct Connection {
     addr: String,
     client_id: StrBytes,
-    stream: Mutex<TcpStream>,
+    stream: Mutex<Stream>,
     versions: HashMap<i16, (i16, i16)>,
     next_correlation: AtomicI32,
     broken: AtomicBool,
     timeout: Duration,
+    /// When the broker's SASL session ends (shortened by [`sasl`]); `None`: never.
+    expires: Option<Instant>,
 }
 
 impl Connection {
-    /// Connects to `addr` (`host:port`) and negotiates API versions.
+    /// Connects to `addr` (`host:port`), secures the connection as `security` says and
+    /// negotiates API versions. TLS failures are [`ClientError::Tls`] and SASL failures
+    /// [`ClientError::Authentication`], neither retriable.
     pub async fn connect(
         addr: &str,
         client_id: &str,
         connect_timeout: Duration,
         request_timeout: Duration,
+        security: &Security,
     ) -> Result<Self> {
-        let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(addr))
+        let stream = tokio::time::timeout(connect_timeout, open_stream(addr, security))
             .await
             .map_err(|_| ClientError::Connect {
                 addr: addr.to_string(),
                 source: Arc::new(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    format!("no connection within {} ms", connect_timeout.as_millis()),
+                    format!(
+                        "no {}connection within {} ms",
+                        if security.tls().is_some() { "TLS " } else { "" },
+                        connect_timeout.as_millis()
+                    ),
                 )),
-            })?
-            .map_err(|source| ClientError::Connect {
-                addr: addr.to_string(),
-                source: Arc::new(source),
-            })?;
-        let _ = stream.set_nodelay(true);
+            })??;
         let mut conn = Connection {
             addr: addr.to_string(),
             client_id: StrBytes::from_string(client_id.to_string()),
@@ -66,9 +78,26 @@ impl Connection {
             next_correlation: AtomicI32::new(1),
             broken: AtomicBool::new(false),
             timeout: request_timeout,
+            expires: None,
         };
-        conn.versions = conn.negotiate().await?;
-        Ok(conn)
+        let secured = async {
+            conn.versions = conn.negotiate().await?;
+            if let Some(settings) = security.sasl() {
+                let lifetime = sasl::authenticate(&conn, settings).await?;
+                conn.expires = lifetime.map(|l| Instant::now() + l);
+            }
+            Ok(())
+        };
+        // With TLS 1.3 a server that refuses our client certificate says so only after the
+        // handshake, in answer to the first request: still a TLS failure, not an I/O error.
+        match secured.await {
+            Ok(()) => Ok(conn),
+            Err(ClientError::Io { addr, source }) => Err(match settings_failure(&source) {
+                Some(message) => ClientError::Tls { addr, message },
+                None => ClientError::Io { addr, source },
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// The `host:port` this connection was opened to.
@@ -76,9 +105,10 @@ impl Connection {
         &self.addr
     }
 
-    /// Whether a failed call left the stream unusable.
+    /// Whether a failed call left the stream unusable, or the broker's SASL session is about
+    /// to end.
     pub fn is_broken(&self) -> bool {
-        self.broken.load(Ordering::Relaxed)
+        self.broken.load(Ordering::Relaxed) || self.expires.is_some_and(|e| Instant::now() >= e)
     }
 
     /// The broker's version range for `key`, if it serves it.
@@ -119,6 +149,8 @@ impl Connection {
         }
         let exchange = async {
             stream.write_all(&frame).await?;
+            // TLS may hold the last record back until flushed (a no-op for plain TCP).
+            stream.flush().await?;
             let len = stream.read_i32().await?;
             let len = usize::try_from(len)
                 .ok()
@@ -242,6 +274,29 @@ impl Connection {
 
 const UNSUPPORTED_VERSION: i16 = 35;
 
+/// TCP to `addr`, then the TLS handshake when `security` has TLS.
+async fn open_stream(addr: &str, security: &Security) -> Result<Stream> {
+    let connect_error = |source: std::io::Error| ClientError::Connect {
+        addr: addr.to_string(),
+        source: Arc::new(source),
+    };
+    let tcp = TcpStream::connect(addr).await.map_err(connect_error)?;
+    let _ = tcp.set_nodelay(true);
+    let Some(tls) = security.tls() else {
+        return Ok(Stream::Plain(tcp));
+    };
+    match tls.connect(addr, tcp).await {
+        Ok(stream) => Ok(Stream::Tls(Box::new(stream))),
+        Err(e) => Err(match settings_failure(&e) {
+            Some(message) => ClientError::Tls {
+                addr: addr.to_string(),
+                message,
+            },
+            None => connect_error(e),
+        }),
+    }
+}
+
 /// The Kafka name of an API key, for messages.
 pub fn api_name(key: i16) -> &'static str {
     match ApiKey::try_from(key) {
@@ -260,6 +315,8 @@ pub fn api_name(key: i16) -> &'static str {
         Ok(ApiKey::DescribeCluster) => "DescribeCluster",
         Ok(ApiKey::ListGroups) => "ListGroups",
         Ok(ApiKey::DescribeGroups) => "DescribeGroups",
+        Ok(ApiKey::SaslHandshake) => "SaslHandshake",
+        Ok(ApiKey::SaslAuthenticate) => "SaslAuthenticate",
         Ok(_) => "a Kafka API",
         Err(()) => "an unknown API",
     }

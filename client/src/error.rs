@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use kafka_protocol::ResponseError;
 
+use crate::security::SecurityError;
+
 /// Errors of [`crate::Client`] and everything built on it.
 /// I/O errors sit behind an `Arc` so one failure can be answered to every batch it hit.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -43,6 +45,16 @@ pub enum ClientError {
         context: String,
         error: ResponseError,
     },
+    #[error("TLS with {addr} failed: {message}")]
+    Tls { addr: String, message: String },
+    #[error("authentication failed for user {user}: {message} (broker {addr})")]
+    Authentication {
+        addr: String,
+        user: String,
+        message: String,
+    },
+    #[error("invalid security settings: {0}")]
+    Security(#[from] SecurityError),
     #[error("no bootstrap server answered: {0}")]
     NoBroker(String),
     #[error("topic {topic} partition {partition} has no known leader")]
@@ -76,8 +88,13 @@ impl ClientError {
             | ClientError::NoLeader { .. }
             | ClientError::UnknownBroker(_) => true,
             ClientError::Kafka { error, .. } => error.is_retriable(),
+            // A certificate, a password or a PEM file does not fix itself by retrying (Kafka's
+            // own clients treat SslAuthenticationException and SaslAuthenticationException alike).
             ClientError::Protocol { .. }
             | ClientError::UnsupportedApi { .. }
+            | ClientError::Tls { .. }
+            | ClientError::Authentication { .. }
+            | ClientError::Security(_)
             | ClientError::Exhausted { .. } => false,
         }
     }
@@ -96,6 +113,15 @@ impl ClientError {
             ),
             other => other.is_retriable(),
         }
+    }
+
+    /// Whether the error is about the security settings (TLS, SASL, PEM files) rather than
+    /// about one broker: every broker would answer the same.
+    pub fn is_security(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Tls { .. } | ClientError::Authentication { .. } | ClientError::Security(_)
+        )
     }
 
     /// The Kafka error code, when the broker answered with one.

@@ -7,8 +7,10 @@
 //! - [`kcat`]: run the `kcat` command-line client;
 //! - [`mosquitto`]: start, stop, kill and restart a real Mosquitto broker (optionally with TLS);
 //! - [`mqtt`]: rumqttc publishers and subscribers for the MQTT tests, plain or TLS;
+//! - [`pki`]: a throw-away CA, server and client certificates made with `openssl`;
 //! - [`python`]: run the kafka-python / confluent-kafka scripts of `tests/compat/`;
 //! - [`raw`]: Kafka requests over a plain socket, for the checks that real clients cannot make;
+//! - [`socat`]: a `socat` TLS terminator in front of a plain-TCP broker;
 //! - [`wire`]: framing, and requests and responses encoded by the `kafka-protocol` crate;
 //! - [`wait`]: poll a condition until it holds or a deadline passes (instead of sleeping).
 
@@ -20,7 +22,9 @@ pub mod groups;
 pub mod kcat;
 pub mod mosquitto;
 pub mod mqtt;
+pub mod pki;
 pub mod python;
 pub mod raw;
+pub mod socat;
 pub mod wait;
 pub mod wire;

@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tempfile::TempDir;
 
+use super::pki::TestPki;
+
 /// Where Debian's `mosquitto` package installs the broker.
 const DEFAULT_MOSQUITTO_BIN: &str = "/usr/sbin/mosquitto";
 /// How long Mosquitto may take to accept connections on every listener.
@@ -101,12 +103,12 @@ impl Mosquitto {
             .tempdir()
             .context("creating a temporary directory for mosquitto")?;
         let tls = if options.tls {
-            let (ca, cert, key) = generate_test_pki(dir.path())?;
+            let pki = TestPki::generate(dir.path())?;
             Some(TlsFiles {
                 port: 0,
-                ca,
-                cert,
-                key,
+                ca: pki.ca,
+                cert: pki.server_cert,
+                key: pki.server_key,
             })
         } else {
             None
@@ -421,79 +423,4 @@ fn send_signal(child: &Child, signal: libc::c_int) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
-}
-
-/// Creates, with the `openssl` command, a CA and a server certificate for `localhost` and
-/// `127.0.0.1` (as subjectAltNames: rustls ignores the CN) signed by it, all P-256 keys.
-/// Returns the paths of the CA certificate, the server certificate and the server key.
-fn generate_test_pki(dir: &Path) -> Result<(PathBuf, PathBuf, PathBuf)> {
-    let ca = dir.join("ca.pem");
-    let ca_key = dir.join("ca.key");
-    let cert = dir.join("server.pem");
-    let key = dir.join("server.key");
-    let csr = dir.join("server.csr");
-    let ext = dir.join("server.ext");
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run_openssl(dir, |c| {
-        c.args(["req", "-x509"])
-            .args(ec)
-            .arg("-keyout")
-            .arg(&ca_key)
-            .arg("-out")
-            .arg(&ca)
-            .args(["-days", "3650", "-subj", "/CN=Runnel test CA"])
-    })?;
-    run_openssl(dir, |c| {
-        c.args(["req", "-new"])
-            .args(ec)
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&csr)
-            .args(["-subj", "/CN=localhost"])
-    })?;
-    fs::write(
-        &ext,
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\n\
-         basicConstraints=critical,CA:FALSE\n\
-         keyUsage=critical,digitalSignature,keyEncipherment\n\
-         extendedKeyUsage=serverAuth\n",
-    )
-    .with_context(|| format!("writing {}", ext.display()))?;
-    run_openssl(dir, |c| {
-        c.args(["x509", "-req", "-in"])
-            .arg(&csr)
-            .arg("-CA")
-            .arg(&ca)
-            .arg("-CAkey")
-            .arg(&ca_key)
-            .args(["-CAcreateserial", "-days", "365", "-extfile"])
-            .arg(&ext)
-            .arg("-out")
-            .arg(&cert)
-    })?;
-    Ok((ca, cert, key))
-}
-
-fn run_openssl(dir: &Path, args: impl FnOnce(&mut Command) -> &mut Command) -> Result<()> {
-    let mut command = Command::new("openssl");
-    command.current_dir(dir).stdin(Stdio::null());
-    args(&mut command);
-    let output = command
-        .output()
-        .context("running openssl (install it with `apt-get install openssl`)")?;
-    if !output.status.success() {
-        bail!(
-            "{command:?} exited with {}:\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    Ok(())
 }
