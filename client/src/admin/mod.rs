@@ -1,7 +1,10 @@
 //! Cluster administration for the admin GUI and the bridge: topics and their configs here,
-//! consumer groups in [`groups`].
+//! consumer groups in [`groups`], partition sizes on disk in [`log_dirs`].
 
 pub mod groups;
+pub mod log_dirs;
+
+use std::collections::BTreeMap;
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -184,15 +187,50 @@ impl Client {
         {
             return Err(e);
         }
-        Ok(result
-            .configs
+        Ok(entries(result))
+    }
+
+    /// The configs of many topics in one DescribeConfigs request — only `keys` when given —
+    /// with each topic's own outcome (a topic deleted meanwhile is an error for it alone).
+    pub async fn describe_configs_of_topics(
+        &self,
+        topics: &[&str],
+        keys: Option<&[&str]>,
+    ) -> Result<BTreeMap<String, Result<Vec<ConfigEntry>>>> {
+        if topics.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let conn = self.any_connection().await?;
+        let keys: Option<Vec<StrBytes>> = keys.map(|k| {
+            k.iter()
+                .map(|k| StrBytes::from_string(k.to_string()))
+                .collect()
+        });
+        let request = DescribeConfigsRequest::default().with_resources(
+            topics
+                .iter()
+                .map(|t| {
+                    DescribeConfigsResource::default()
+                        .with_resource_type(TOPIC_RESOURCE)
+                        .with_resource_name(StrBytes::from_string(t.to_string()))
+                        .with_configuration_keys(keys.clone())
+                })
+                .collect(),
+        );
+        let response = conn.call(&request, DESCRIBE_CONFIGS_VERSIONS).await?;
+        Ok(response
+            .results
             .iter()
-            .map(|c| ConfigEntry {
-                name: c.name.to_string(),
-                value: c.value.as_ref().map(|v| v.to_string()),
-                read_only: c.read_only,
-                source: c.config_source,
-                sensitive: c.is_sensitive,
+            .filter(|r| r.resource_type == TOPIC_RESOURCE)
+            .map(|r| {
+                let name = r.resource_name.to_string();
+                let outcome =
+                    match ClientError::kafka(format!("describing configs of {name}"), r.error_code)
+                    {
+                        Some(e) => Err(e),
+                        None => Ok(entries(r)),
+                    };
+                (name, outcome)
             })
             .collect())
     }
@@ -236,4 +274,20 @@ impl Client {
         }
         Ok(())
     }
+}
+
+fn entries(
+    result: &kafka_protocol::messages::describe_configs_response::DescribeConfigsResult,
+) -> Vec<ConfigEntry> {
+    result
+        .configs
+        .iter()
+        .map(|c| ConfigEntry {
+            name: c.name.to_string(),
+            value: c.value.as_ref().map(|v| v.to_string()),
+            read_only: c.read_only,
+            source: c.config_source,
+            sensitive: c.is_sensitive,
+        })
+        .collect()
 }

@@ -1,9 +1,10 @@
 //! Kafka requests over a plain TCP socket, for what real clients cannot do: send broken frames,
 //! ask for absurd versions, or call an API the rdkafka crate does not wrap
-//! (IncrementalAlterConfigs, DescribeCluster). Well-formed requests and every response go
-//! through the `kafka-protocol` crate (see [`super::wire`]); only the broken frames are made by
-//! hand, in the tests that send them.
+//! (IncrementalAlterConfigs, DescribeCluster, DescribeLogDirs). Well-formed requests and every
+//! response go through the `kafka-protocol` crate (see [`super::wire`]); only the broken frames
+//! are made by hand, in the tests that send them.
 
+use std::collections::BTreeMap;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, DescribeClusterRequest, DescribeClusterResponse,
-    IncrementalAlterConfigsRequest,
+    DescribeLogDirsRequest, IncrementalAlterConfigsRequest,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 
@@ -176,4 +177,25 @@ pub fn describe_cluster(addr: SocketAddr) -> Result<DescribeClusterResponse> {
     let request =
         DescribeClusterRequest::default().with_include_cluster_authorized_operations(false);
     RawConnection::connect(addr)?.call(&request, 0, 60)
+}
+
+/// Every partition's `partition_size` from DescribeLogDirs v4 (all topics, every log dir):
+/// (topic, partition) → bytes.
+pub fn partition_sizes(addr: SocketAddr) -> Result<BTreeMap<(String, i32), i64>> {
+    let request = DescribeLogDirsRequest::default().with_topics(None);
+    let response = RawConnection::connect(addr)?.call(&request, 4, 35)?;
+    ensure!(
+        response.error_code == 0,
+        "DescribeLogDirs answered error {}",
+        response.error_code
+    );
+    let mut sizes = BTreeMap::new();
+    for dir in &response.results {
+        for t in &dir.topics {
+            for p in &t.partitions {
+                sizes.insert((t.name.to_string(), p.partition_index), p.partition_size);
+            }
+        }
+    }
+    Ok(sizes)
 }
