@@ -58,6 +58,15 @@ pub struct UplinkConfig {
     /// Deadline of one upstream request.
     #[serde(default = "default_request_timeout_ms")]
     pub request_timeout_ms: u64,
+    /// `[uplink.tls]`: TLS to the upstream (Kafka's `security.protocol=SSL`/`SASL_SSL`):
+    /// `ca_file` (unset: the system trust store), `cert_file` + `key_file` for mTLS,
+    /// `server_name`.
+    #[serde(default)]
+    pub tls: Option<runnel_client::TlsSettings>,
+    /// `[uplink.sasl]`: `mechanism` (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`), `username`,
+    /// `password`.
+    #[serde(default)]
+    pub sasl: Option<runnel_client::SaslSettings>,
 }
 
 fn default_remote_topic() -> String {
@@ -183,6 +192,14 @@ impl UplinkConfig {
             uplink: self.name.clone(),
             key,
             reason: reason.into(),
+        }
+    }
+
+    /// The upstream security settings, as the client takes them.
+    pub fn security(&self) -> runnel_client::SecurityConfig {
+        runnel_client::SecurityConfig {
+            tls: self.tls.clone(),
+            sasl: self.sasl.clone(),
         }
     }
 
@@ -313,6 +330,13 @@ impl UplinkConfig {
         if self.status_interval_ms < 100 {
             return Err(self.err("status_interval_ms", "must be at least 100"));
         }
+        // Certificates and keys are read now, so a wrong path stops the broker at start.
+        self.security().load().map_err(|e| {
+            self.err(
+                if self.tls.is_some() { "tls" } else { "sasl" },
+                e.to_string(),
+            )
+        })?;
         Ok(())
     }
 }
@@ -402,6 +426,10 @@ mod tests {
             (
                 "topics = [\"a\"]\nmax_bytes_per_sec = 0\n",
                 "max_bytes_per_sec",
+            ),
+            (
+                "topics = [\"a\"]\n[tls]\nca_file = \"/nonexistent/ca.pem\"\n",
+                "tls",
             ),
         ] {
             let e = config(&format!("{BASE}{extra}"))

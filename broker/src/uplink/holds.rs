@@ -10,10 +10,13 @@ use std::sync::{Arc, RwLock};
 
 use crate::log::PartitionId;
 
+/// The uplinks holding one partition, each with its first unforwarded offset.
+type Holders = Vec<(Arc<str>, i64)>;
+
 /// Holds of every uplink, per partition.
 #[derive(Debug, Default)]
 pub struct Holds {
-    inner: RwLock<HashMap<PartitionId, Vec<(Arc<str>, i64)>>>,
+    inner: RwLock<HashMap<PartitionId, Holders>>,
 }
 
 impl Holds {

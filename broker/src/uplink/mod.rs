@@ -155,6 +155,12 @@ pub async fn start(
             format!("runnel-uplink-{}", config.name),
         );
         client_config.request_timeout = Duration::from_millis(config.request_timeout_ms);
+        client_config.security = config.security();
+        let client = Client::try_new(client_config).map_err(|e| UplinkConfigError {
+            uplink: config.name.clone(),
+            key: "tls",
+            reason: e.to_string(),
+        })?;
         let stats = Arc::new(UplinkStats::new(
             &config.name,
             &device_id,
@@ -174,7 +180,7 @@ pub async fn start(
             store: store.clone(),
             name,
             device_header: Bytes::from(device_id.clone()),
-            client: Client::new(client_config),
+            client,
             compression,
             window,
             throttle: Throttle::new(config.max_bytes_per_sec),

@@ -197,10 +197,18 @@ pub struct PartitionSnapshot {
     pub oldest_unforwarded_ms: Option<i64>,
 }
 
+/// One metric: name, type, help text and how to read it from a snapshot.
+type Metric = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&UplinkSnapshot) -> f64,
+);
+
 /// Prometheus text exposition of every uplink.
 pub fn render_metrics(snapshots: &[UplinkSnapshot]) -> String {
     let mut out = String::new();
-    let metrics: [(&str, &str, &str, fn(&UplinkSnapshot) -> f64); 10] = [
+    let metrics: [Metric; 10] = [
         (
             "runnel_uplink_connected",
             "gauge",

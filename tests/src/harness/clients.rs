@@ -245,7 +245,17 @@ pub fn expect_nothing(consumer: &BaseConsumer, quiet: Duration) -> Result<()> {
 /// Reads every partition of `topic` from its low to its high watermark (as they are when this
 /// starts) and returns the records sorted by `(partition, offset)`.
 pub fn consume_all(bootstrap: &str, topic: &str, timeout: Duration) -> Result<Vec<Record>> {
-    let consumer = consumer(bootstrap, &[])?;
+    consume_all_with(bootstrap, &[], topic, timeout)
+}
+
+/// [`consume_all`] with consumer config overrides (e.g. `security.protocol`).
+pub fn consume_all_with(
+    bootstrap: &str,
+    overrides: &[(&str, &str)],
+    topic: &str,
+    timeout: Duration,
+) -> Result<Vec<Record>> {
+    let consumer = consumer(bootstrap, overrides)?;
     let partitions = partition_count(&consumer, topic)?;
     // Partition → the offset after the last record to read.
     let mut ends = BTreeMap::new();
