@@ -289,11 +289,18 @@ pub async fn init_producer_id(client: &Client) -> Result<(i64, i16)> {
 /// concurrently); a result per batch, in order. At most one batch per partition: Kafka takes
 /// one batch per partition per request. No retries — callers decide (the [`Producer`], or a
 /// caller that keeps its own sequence numbers, like the uplink).
-pub async fn send_encoded(client: &Client, acks: i16, batches: &[EncodedBatch]) -> Vec<Result<i64>> {
+pub async fn send_encoded(
+    client: &Client,
+    acks: i16,
+    batches: &[EncodedBatch],
+) -> Vec<Result<i64>> {
     let mut results: Vec<Option<Result<i64>>> = (0..batches.len()).map(|_| None).collect();
     let mut by_leader: HashMap<String, (Arc<Connection>, Vec<usize>)> = HashMap::new();
     for (i, batch) in batches.iter().enumerate() {
-        match client.leader_connection(&batch.topic, batch.partition).await {
+        match client
+            .leader_connection(&batch.topic, batch.partition)
+            .await
+        {
             Ok(conn) => by_leader
                 .entry(conn.addr().to_string())
                 .or_insert_with(|| (conn.clone(), Vec::new()))
