@@ -2,8 +2,9 @@
 //! the memory of the app holding them.
 //!
 //! A real `runnel` (the release build next to this benchmark if there is one, else the debug
-//! build, or `RUNNEL_BIN`) gets 2,000 one-partition topics with a few records each and 500
-//! groups with committed offsets (so they have lag). The real [`AdminApp`] connects to it
+//! build, or `RUNNEL_BIN`) gets 2,000 one-partition topics with a few records each (so each
+//! has a size), a third of them with their own retention, and 500 groups with committed
+//! offsets (so they have lag). The real [`AdminApp`] connects to it
 //! like a user would, inside an `egui_kittest` harness, and once both lists are loaded each
 //! phase times `FRAMES_PER_PHASE` (default 300) calls of `Harness::step` — one full egui pass of the whole window —
 //! and, separately, tessellating the shapes that pass produced; frames start every 16.7 ms,
@@ -58,6 +59,22 @@ fn records_in(i: usize) -> i64 {
     (i % 20) as i64 + 1
 }
 
+/// Topic `i`'s own retention, for a third of the topics (the rest keep the broker's 7 days):
+/// a time limit, a size limit, or both, so the Retention column shows every kind of label.
+fn retention_of(i: usize) -> Vec<(String, String)> {
+    let hours = ((i % 48) + 1) * 3_600_000;
+    let bytes = ((i % 8) + 1) << 27;
+    match i % 9 {
+        0 => vec![("retention.ms".into(), hours.to_string())],
+        3 => vec![("retention.bytes".into(), bytes.to_string())],
+        6 => vec![
+            ("retention.ms".into(), "-1".into()),
+            ("retention.bytes".into(), bytes.to_string()),
+        ],
+        _ => Vec::new(),
+    }
+}
+
 fn main() -> Result<()> {
     let frames: usize = match std::env::var("FRAMES_PER_PHASE") {
         Ok(v) => v.parse().context("FRAMES_PER_PHASE")?,
@@ -79,15 +96,31 @@ fn main() -> Result<()> {
     let mut harness = harness(app()?);
     connect(&mut harness, &bootstrap)?;
     let started = Instant::now();
-    wait_for(&mut harness, "all topics and groups in the lists", |h| {
-        let model = h.state().worker.model();
+    // Retention comes in the same refresh as the sizes; a broker without DescribeLogDirs (an
+    // older runnel) has no sizes, which the report says.
+    wait_for(
+        &mut harness,
+        "all topics (with retention) and groups in the lists",
+        |h| {
+            let model = h.state().worker.model();
+            model.clusters.values().any(|v| {
+                v.topics.len() >= TOPICS
+                    && v.groups.len() >= GROUPS
+                    && v.topics.iter().all(|t| t.retention.ms.is_some())
+            })
+        },
+    )?;
+    let loaded = started.elapsed();
+    let rss_loaded = Rss::now()?;
+    let sized = {
+        let model = harness.state().worker.model();
         model
             .clusters
             .values()
-            .any(|v| v.topics.len() >= TOPICS && v.groups.len() >= GROUPS)
-    })?;
-    let loaded = started.elapsed();
-    let rss_loaded = Rss::now()?;
+            .map(|v| v.topics.iter().filter(|t| t.size.is_some()).count())
+            .max()
+            .unwrap_or(0)
+    };
 
     for screen in [Screen::Topics, Screen::Groups] {
         measure_screen(&mut harness, screen, frames, &mut report)?;
@@ -111,6 +144,10 @@ fn main() -> Result<()> {
         load_average()
     );
     println!("seeding took {seeded:.1?}; the first complete refresh in the app took {loaded:.1?}");
+    println!(
+        "topics with a size (DescribeLogDirs) and retention shown: {sized} of {TOPICS}; a third \
+         have their own retention"
+    );
     println!();
     report.print();
     println!();
@@ -155,7 +192,7 @@ async fn seed(bootstrap: &str) -> Result<()> {
                         name: topic_name(i),
                         partitions: 1,
                         replication_factor: -1,
-                        configs: Vec::new(),
+                        configs: retention_of(i),
                     })
                     .await?;
             }

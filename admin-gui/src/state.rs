@@ -75,6 +75,74 @@ pub struct TopicRow {
     /// Records per second over the last two refreshes, once known.
     pub rate: Option<f64>,
     pub under_replicated: usize,
+    /// Bytes stored over all partitions (DescribeLogDirs); `None` when the cluster does not
+    /// say.
+    pub size: Option<u64>,
+    pub retention: Retention,
+}
+
+/// A topic's `retention.ms` and `retention.bytes` (-1: no limit); `None` while unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub ms: Option<i64>,
+    pub bytes: Option<i64>,
+}
+
+impl Retention {
+    /// `7 d`, `1 GiB`, `7 d / 1 GiB` (whichever limit is reached first), `forever`; `-` when
+    /// unknown.
+    pub fn label(&self) -> String {
+        if self.ms.is_none() && self.bytes.is_none() {
+            return "-".into();
+        }
+        let time = self.ms.filter(|ms| *ms >= 0).map(duration_label);
+        let size = self
+            .bytes
+            .and_then(|b| u64::try_from(b).ok())
+            .map(bytes_label);
+        match (time, size) {
+            (None, None) => "forever".into(),
+            (Some(t), None) => t,
+            (None, Some(s)) => s,
+            (Some(t), Some(s)) => format!("{t} / {s}"),
+        }
+    }
+}
+
+/// `512 B`, `1.2 KiB`, `35 MiB`, `1 GiB`: binary units, one decimal below 10.
+pub fn bytes_label(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{} {}", short_number(value, unit > 0), UNITS[unit])
+}
+
+/// `500 ms`, `45 s`, `30 min`, `12 h`, `7 d`, `1.5 d`: the largest unit that is at least 1.
+pub fn duration_label(ms: i64) -> String {
+    const UNITS: [(i64, &str); 4] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "min"),
+        (1_000, "s"),
+    ];
+    match UNITS.iter().find(|(unit, _)| ms >= *unit) {
+        Some((unit, name)) => format!("{} {name}", short_number(ms as f64 / *unit as f64, true)),
+        None => format!("{ms} ms"),
+    }
+}
+
+/// One decimal below 10 when `fraction` (dropped when it is .0), none from 10 up.
+fn short_number(value: f64, fraction: bool) -> String {
+    if fraction && value < 10.0 {
+        let s = format!("{value:.1}");
+        s.strip_suffix(".0").map(str::to_owned).unwrap_or(s)
+    } else {
+        format!("{value:.0}")
+    }
 }
 
 /// One partition in a topic's detail.
@@ -86,6 +154,8 @@ pub struct PartitionRow {
     pub isr: Vec<i32>,
     pub low: i64,
     pub high: i64,
+    /// Bytes stored (DescribeLogDirs); `None` when the cluster does not say.
+    pub size: Option<u64>,
 }
 
 /// A topic's detail, loaded on demand.
@@ -256,6 +326,31 @@ mod tests {
                 .label(t0 + Duration::from_secs(75))
                 .contains("1m 15s")
         );
+    }
+
+    #[test]
+    fn given_sizes_and_durations_when_labelling_should_use_short_human_units() {
+        assert_eq!(bytes_label(0), "0 B");
+        assert_eq!(bytes_label(1023), "1023 B");
+        assert_eq!(bytes_label(1024), "1 KiB");
+        assert_eq!(bytes_label(1_258_291), "1.2 MiB");
+        assert_eq!(bytes_label(35 << 20), "35 MiB");
+        assert_eq!(bytes_label(1 << 30), "1 GiB");
+        assert_eq!(duration_label(500), "500 ms");
+        assert_eq!(duration_label(45_000), "45 s");
+        assert_eq!(duration_label(1_800_000), "30 min");
+        assert_eq!(duration_label(604_800_000), "7 d");
+        assert_eq!(duration_label(129_600_000), "1.5 d");
+    }
+
+    #[test]
+    fn given_retention_limits_when_labelling_should_name_each_limit_or_forever() {
+        let r = |ms, bytes| Retention { ms, bytes }.label();
+        assert_eq!(r(Some(604_800_000), Some(-1)), "7 d");
+        assert_eq!(r(Some(-1), Some(1 << 30)), "1 GiB");
+        assert_eq!(r(Some(3_600_000), Some(1 << 30)), "1 h / 1 GiB");
+        assert_eq!(r(Some(-1), Some(-1)), "forever");
+        assert_eq!(r(None, None), "-");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The real app code, driven with `egui_kittest` (widgets found by their labels, clicked like
 //! a user would) against a real `runnel` process, checked with a real Kafka client (rdkafka):
-//! connect, create a topic, see a group's true lag, reset its offsets, and see the cluster
-//! marked stale — with the UI still drawing — when the broker stops.
+//! connect, create a topic, see topic sizes (as DescribeLogDirs reports them) and retention,
+//! see a group's true lag, reset its offsets, and see the cluster marked stale — with the UI
+//! still drawing — when the broker stops.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,9 +15,9 @@ use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use runnel_admin::app::{AdminApp, Screen};
 use runnel_admin::history::LagHistory;
-use runnel_admin::state::Profile;
+use runnel_admin::state::{Profile, bytes_label};
 use runnel_admin::worker::Timing;
-use runnel_tests::{Broker, BrokerOptions, clients};
+use runnel_tests::{Broker, BrokerOptions, clients, raw};
 
 fn app() -> Result<AdminApp> {
     let timing = Timing {
@@ -60,6 +61,11 @@ fn has_label(h: &Harness<'_, AdminApp>, text: &str) -> bool {
     h.query_all_by_label_contains(text).next().is_some()
 }
 
+/// How many widgets are labelled exactly `text`.
+fn count_label(h: &Harness<'_, AdminApp>, text: &str) -> usize {
+    h.query_all_by_label(text).count()
+}
+
 /// Saves a profile through the form and connects with the button, as a user would.
 fn connect(harness: &mut Harness<'_, AdminApp>, bootstrap: &str) -> Result<()> {
     harness.state_mut().forms.new_profile = Profile {
@@ -100,6 +106,112 @@ fn given_a_running_broker_when_creating_a_topic_in_the_ui_should_list_it_and_cre
         clients::partition_count(&consumer, "made-in-ui")? == 3,
         "the broker does not have 3 partitions"
     );
+    Ok(())
+}
+
+/// What DescribeLogDirs says `topic` holds, per partition.
+fn log_dir_sizes(broker: &Broker, topic: &str) -> Result<Vec<i64>> {
+    Ok(raw::partition_sizes(broker.addr())?
+        .into_iter()
+        .filter(|((t, _), _)| t == topic)
+        .map(|(_, size)| size)
+        .collect())
+}
+
+/// `records` records of 500 bytes, all to partition 0 of `topic`.
+fn produce(bootstrap: &str, topic: &str, records: usize) -> Result<()> {
+    let value = "v".repeat(500);
+    let producer = clients::producer(bootstrap, &[])?;
+    tokio::runtime::Runtime::new()?.block_on(clients::send_all(
+        &producer,
+        (0..records).map(|_| {
+            FutureRecord::<(), _>::to(topic)
+                .payload(&value)
+                .partition(0)
+        }),
+    ))?;
+    Ok(())
+}
+
+/// The size the topic list holds for `topic` (what its Size column shows).
+fn shown_size(h: &Harness<'_, AdminApp>, topic: &str) -> Option<u64> {
+    let model = h.state().worker.model();
+    model
+        .clusters
+        .values()
+        .flat_map(|v| &v.topics)
+        .find(|t| t.name == topic)?
+        .size
+}
+
+#[test]
+fn given_records_when_viewing_topics_should_show_the_size_described_and_the_retention() -> Result<()>
+{
+    let broker = Broker::start(BrokerOptions::new())?;
+    let bootstrap = broker.bootstrap();
+    tokio::runtime::Runtime::new()?.block_on(async {
+        let admin = clients::admin(&bootstrap)?;
+        let limits = [
+            ("retention.ms", "3600000"),
+            ("retention.bytes", "1073741824"),
+        ];
+        clients::create_topic(&admin, "sized", 2, &limits).await?;
+        clients::create_topic(&admin, "kept", 1, &[]).await
+    })?;
+    produce(&bootstrap, "sized", 200)?;
+    let described = log_dir_sizes(&broker, "sized")?;
+    ensure!(
+        described.len() == 2 && described[0] >= 200 * 500 && described[1] == 0,
+        "DescribeLogDirs sizes of sized: {described:?}"
+    );
+    let total = described.iter().sum::<i64>() as u64;
+
+    let mut harness = harness(app()?);
+    connect(&mut harness, &bootstrap)?;
+    harness.state_mut().screen = Screen::Topics;
+    let label = bytes_label(total);
+    wait_for(&mut harness, "the topic's size and retention", |h| {
+        shown_size(h, "sized") == Some(total)
+            && count_label(h, &label) == 1
+            && count_label(h, "1 h / 1 GiB") == 1
+            // The broker's default: 7 days, no size limit.
+            && count_label(h, "7 d") == 1
+    })?;
+    ensure!(total > 0, "an empty topic after 200 records");
+
+    // The detail: each partition's own size.
+    harness.get_by_label("sized").click();
+    wait_for(&mut harness, "the topic's partitions", |h| {
+        has_label(h, "Topic sized")
+    })?;
+    let detail: Vec<Option<u64>> = {
+        let model = harness.state().worker.model();
+        let view = model.clusters.values().next().context("the cluster")?;
+        let d = view.topic_detail.as_ref().context("the detail")?;
+        d.partitions.iter().map(|p| p.size).collect()
+    };
+    ensure!(
+        detail == [Some(described[0] as u64), Some(0)],
+        "detail sizes {detail:?}, DescribeLogDirs {described:?}"
+    );
+    // Partition 0 next to the list's total; partition 1 next to the empty topic `kept`.
+    ensure!(
+        count_label(&harness, &bytes_label(described[0] as u64)) == 2
+            && count_label(&harness, "0 B") == 2,
+        "the partitions' sizes are not shown"
+    );
+
+    // More records: the list follows on its next refresh.
+    produce(&bootstrap, "sized", 200)?;
+    let grown = log_dir_sizes(&broker, "sized")?.iter().sum::<i64>() as u64;
+    ensure!(
+        grown > total,
+        "DescribeLogDirs: {grown} after more records, {total} before"
+    );
+    let label = bytes_label(grown);
+    wait_for(&mut harness, "the grown size", |h| {
+        shown_size(h, "sized") == Some(grown) && count_label(h, &label) == 1
+    })?;
     Ok(())
 }
 

@@ -1,12 +1,13 @@
 //! Topics: a filtered, virtualised list (only visible rows are drawn, so thousands stay
-//! smooth), the create form, and the selected topic's detail — partitions with leader,
-//! replicas, ISR and watermarks, configs that differ from the defaults, edit and delete
-//! (with confirmation).
+//! smooth) with size and retention, the create form, and the selected topic's detail —
+//! partitions with leader, replicas, ISR, watermarks and size, configs that differ from the
+//! defaults, edit and delete (with confirmation).
 
 use egui_extras::{Column, TableBuilder};
 use runnel_client::ConfigChange;
 
 use crate::app::AdminApp;
+use crate::state::bytes_label;
 use crate::worker::Command;
 
 /// The create-topic form.
@@ -63,11 +64,28 @@ pub fn show(app: &mut AdminApp, ui: &mut egui::Ui) {
             .striped(true)
             .max_scroll_height(height)
             .column(Column::remainder().at_least(160.0))
-            .columns(Column::auto().at_least(70.0), 4)
+            .columns(Column::auto().at_least(70.0), 6)
             .header(ROW_HEIGHT, |mut h| {
-                for title in ["Topic", "Partitions", "Replication", "Records", "Msgs/s"] {
+                for (title, hint) in [
+                    ("Topic", None),
+                    ("Partitions", None),
+                    ("Replication", None),
+                    ("Records", None),
+                    (
+                        "Size",
+                        Some("bytes stored, all partitions (DescribeLogDirs)"),
+                    ),
+                    (
+                        "Retention",
+                        Some("retention.ms / retention.bytes (per partition)"),
+                    ),
+                    ("Msgs/s", None),
+                ] {
                     h.col(|ui| {
-                        ui.strong(title);
+                        let title = ui.strong(title);
+                        if let Some(hint) = hint {
+                            title.on_hover_text(hint);
+                        }
                     });
                 }
             })
@@ -93,6 +111,12 @@ pub fn show(app: &mut AdminApp, ui: &mut egui::Ui) {
                     });
                     row.col(|ui| {
                         ui.label(t.records.to_string());
+                    });
+                    row.col(|ui| {
+                        ui.label(t.size.map_or("-".into(), bytes_label));
+                    });
+                    row.col(|ui| {
+                        ui.label(t.retention.label());
                     });
                     row.col(|ui| {
                         ui.label(t.rate.map_or("-".into(), |r| format!("{r:.1}")));
@@ -197,6 +221,7 @@ fn detail(app: &mut AdminApp, ui: &mut egui::Ui, id: usize) {
                 "Low",
                 "High",
                 "Records",
+                "Size",
             ] {
                 ui.strong(h);
             }
@@ -209,6 +234,7 @@ fn detail(app: &mut AdminApp, ui: &mut egui::Ui, id: usize) {
                 ui.label(p.low.to_string());
                 ui.label(p.high.to_string());
                 ui.label((p.high - p.low).to_string());
+                ui.label(p.size.map_or("-".into(), bytes_label));
                 ui.end_row();
             }
         });

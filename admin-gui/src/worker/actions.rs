@@ -236,6 +236,8 @@ async fn topic_detail(client: &Client, name: &str) -> runnel_client::Result<Topi
     let starts = client.start_offsets(&parts).await?;
     let ends = client.end_offsets(&parts).await?;
     let configs = client.describe_topic_configs(name).await?;
+    // Sizes are an extra: a cluster without DescribeLogDirs still shows the rest.
+    let sizes = client.log_dir_sizes(&[name]).await.ok().flatten();
     Ok(TopicDetail {
         name: name.to_string(),
         partitions: topic
@@ -250,6 +252,7 @@ async fn topic_detail(client: &Client, name: &str) -> runnel_client::Result<Topi
                     isr: p.isr.clone(),
                     low: starts.get(&key).copied().unwrap_or(0),
                     high: ends.get(&key).copied().unwrap_or(0),
+                    size: sizes.as_ref().and_then(|s| s.get(&key).copied()),
                 }
             })
             .collect(),

@@ -1,26 +1,37 @@
 //! The periodic overview of one cluster: brokers and topics (Metadata), record counts and
-//! rates (ListOffsets), groups with members and lag (ListGroups, DescribeGroups,
-//! OffsetFetch), and bridge status records. Everything goes into the view at once, so the
-//! screen never shows half of a refresh; a failed refresh leaves the last data, marked stale.
+//! rates (ListOffsets), sizes (DescribeLogDirs) and retention (one DescribeConfigs for all
+//! topics), groups with members and lag (ListGroups, DescribeGroups, OffsetFetch), and bridge
+//! status records. Everything goes into the view at once, so the screen never shows half of a
+//! refresh; a failed refresh leaves the last data, marked stale. Sizes and retention are
+//! extras: a cluster that cannot tell them shows `-`, and a failed ask keeps the last values,
+//! without failing the refresh.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
+use runnel_client::admin::log_dirs::PartitionSizes;
 use runnel_client::{ClusterMeta, FetchOptions, PartitionOffsets};
 
 use super::ClusterCtx;
 use crate::history::Sample;
-use crate::state::{BrokerStatus, GroupRow, GroupStatus, TopicRow};
+use crate::state::{BrokerStatus, GroupRow, GroupStatus, Retention, TopicRow};
 
 /// The topic Runnel's MQTT bridges write their status to.
 pub const BRIDGE_STATUS_TOPIC: &str = "__runnel_bridge_status";
 /// Status records read per refresh (the newest per bridge wins).
 const BRIDGE_STATUS_TAIL: i64 = 200;
 
-/// Remembers the previous end offsets, for message rates.
+/// The topic configs the list shows.
+const RETENTION_KEYS: [&str; 2] = ["retention.ms", "retention.bytes"];
+
+/// Remembers the previous end offsets, for message rates, and the last sizes and retention,
+/// kept when asking for them fails once.
 #[derive(Debug, Default)]
 pub struct Refresher {
     previous: HashMap<String, (Instant, i64)>,
+    /// `None`: the cluster does not serve DescribeLogDirs (or never answered it).
+    sizes: Option<PartitionSizes>,
+    retention: HashMap<String, Retention>,
 }
 
 struct Overview {
@@ -83,15 +94,20 @@ impl Refresher {
                 client.end_offsets(&partitions).await?,
             )
         };
+        self.refresh_sizes(ctx).await;
+        self.refresh_retention(ctx, &meta).await;
         let now = Instant::now();
         let mut topics = Vec::with_capacity(meta.topics.len());
         for t in meta.topics.iter().filter(|t| t.error_code == 0) {
-            let (mut records, mut high) = (0, 0);
+            let (mut records, mut high, mut size) = (0, 0, None::<u64>);
             for p in &t.partitions {
                 let key = (t.name.clone(), p.partition);
                 let end = ends.get(&key).copied().unwrap_or(0);
                 records += end - starts.get(&key).copied().unwrap_or(0);
                 high += end;
+                if let Some(bytes) = self.sizes.as_ref().and_then(|s| s.get(&key)) {
+                    size = Some(size.unwrap_or(0) + bytes);
+                }
             }
             let rate = self.previous.get(&t.name).and_then(|(at, before)| {
                 let secs = now.duration_since(*at).as_secs_f64();
@@ -109,6 +125,8 @@ impl Refresher {
                     .iter()
                     .filter(|p| p.isr.len() < p.replicas.len())
                     .count(),
+                size,
+                retention: self.retention.get(&t.name).copied().unwrap_or_default(),
             });
         }
         topics.sort_by(|a, b| a.name.cmp(&b.name));
@@ -122,6 +140,53 @@ impl Refresher {
             groups,
             bridges,
         })
+    }
+
+    /// Every partition's size; the last known sizes when the ask fails.
+    async fn refresh_sizes(&mut self, ctx: &ClusterCtx) {
+        match ctx.client.log_dir_sizes(&[]).await {
+            Ok(sizes) => self.sizes = sizes,
+            Err(e) => tracing::debug!(error = %e, "partition sizes unavailable"),
+        }
+    }
+
+    /// Every topic's retention, in one DescribeConfigs request; the last known values when
+    /// the ask fails.
+    async fn refresh_retention(&mut self, ctx: &ClusterCtx, meta: &ClusterMeta) {
+        let names: Vec<&str> = meta
+            .topics
+            .iter()
+            .filter(|t| t.error_code == 0)
+            .map(|t| t.name.as_str())
+            .collect();
+        let described = match ctx
+            .client
+            .describe_configs_of_topics(&names, Some(&RETENTION_KEYS))
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::debug!(error = %e, "topic retention unavailable");
+                return;
+            }
+        };
+        let value = |configs: &[runnel_client::ConfigEntry], key: &str| {
+            configs
+                .iter()
+                .find(|c| c.name == key)
+                .and_then(|c| c.value.as_deref()?.parse().ok())
+        };
+        self.retention = described
+            .into_iter()
+            .filter_map(|(name, configs)| {
+                let configs = configs.ok()?;
+                let retention = Retention {
+                    ms: value(&configs, RETENTION_KEYS[0]),
+                    bytes: value(&configs, RETENTION_KEYS[1]),
+                };
+                Some((name, retention))
+            })
+            .collect();
     }
 
     async fn groups(
