@@ -170,11 +170,12 @@ fn given_the_packaged_broker_config_when_checked_should_be_accepted() -> Result<
 }
 
 #[test]
-fn given_the_truck_example_when_checked_should_be_accepted_with_its_bridge() -> Result<()> {
+fn given_the_truck_example_when_checked_should_be_accepted_with_its_bridge_and_uplink() -> Result<()>
+{
     let output = check_config(&deploy("examples/truck-gps.toml"))?;
     ensure!(
-        output.contains("(1 bridge(s))"),
-        "the example's [[bridge]] was not seen:\n{output}"
+        output.contains("(1 bridge(s), 1 uplink(s))"),
+        "the example's [[bridge]] and [[uplink]] were not seen:\n{output}"
     );
     Ok(())
 }
@@ -198,7 +199,7 @@ fn given_the_packaged_bridge_config_when_checked_by_runnel_should_be_accepted() 
     }
     let output = check_config(&path)?;
     ensure!(
-        output.contains("(1 bridge(s))"),
+        output.contains("(1 bridge(s), 0 uplink(s))"),
         "the [[bridge]] table was not seen:\n{output}"
     );
     Ok(())
