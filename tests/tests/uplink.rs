@@ -634,6 +634,71 @@ fn given_a_central_broker_behind_mutual_tls_should_forward_over_tls_with_the_cli
     Ok(())
 }
 
+#[test]
+fn given_a_closed_window_should_hold_records_and_given_a_cap_should_not_exceed_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port()?;
+    let central = Broker::start(central_options(port))?;
+    // A one-minute window twelve hours away from now (UTC) is closed for the whole test.
+    let now_min = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs()
+        / 60)
+        % 1440;
+    let start = (now_min + 720) % 1440;
+    let window = format!(
+        "window = \"{:02}:{:02}-{:02}:{:02}\"",
+        start / 60,
+        start % 60,
+        (start + 1) % 1440 / 60,
+        (start + 1) % 60
+    );
+    let closed = start_edge(dir.path(), &edge_config(port, &window, ""))?;
+    produce(&closed.bootstrap(), "gps", 0, 1_000, 100)?;
+    let s = status_when(&closed.bootstrap(), "the window closed", |s| {
+        s["window_open"] == false && s["backlog_records"] == 1_000
+    })?;
+    ensure!(
+        s["forwarded_records"] == 0,
+        "forwarded outside the window: {s}"
+    );
+    ensure!(
+        record_count(&central.bootstrap(), &format!("trucks.{DEVICE}.gps"))? == 0,
+        "records upstream outside the window"
+    );
+    drop(closed);
+
+    // 1.5 MB through a 500 kB/s cap: the first second's budget is free, the rest is paid for.
+    let dir = tempfile::tempdir()?;
+    let capped = start_edge(
+        dir.path(),
+        &edge_config(
+            port,
+            "max_bytes_per_sec = 500000\ncompression = \"none\"\nmax_batch_bytes = 65536",
+            "",
+        ),
+    )?;
+    let acked = produce(&capped.bootstrap(), "sensors.cap", 0, 10_000, 150)?;
+    let started = Instant::now();
+    let topic = format!("trucks.{DEVICE}.sensors.cap");
+    wait_for_count(
+        &central.bootstrap(),
+        &topic,
+        acked.len(),
+        Duration::from_secs(120),
+    )?;
+    let took = started.elapsed();
+    let s = status(&capped.bootstrap())?;
+    let bytes = s["forwarded_bytes"].as_f64().context("forwarded_bytes")?;
+    let floor = Duration::from_secs_f64((bytes - 500_000.0).max(0.0) / 500_000.0 * 0.9);
+    ensure!(
+        took >= floor,
+        "{bytes} bytes forwarded in {took:?}, faster than the cap allows ({floor:?})"
+    );
+    check_exactly_once(&central.bootstrap(), &topic, &acked)?;
+    Ok(())
+}
+
 fn http_get(port: u16, path: &str) -> Result<String> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;

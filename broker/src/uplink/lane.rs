@@ -488,6 +488,10 @@ impl Lane {
         if self.progress == self.saved {
             return Ok(());
         }
+        if self.shared.ctx.log.partition(self.id).is_none() {
+            // The topic was deleted (its progress with it): nothing left to record.
+            return Ok(());
+        }
         let entry = ProgressEntry {
             uplink: self.shared.name.to_string(),
             partition: self.id,
