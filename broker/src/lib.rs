@@ -49,6 +49,8 @@ pub enum StartError {
     Bridge(#[from] runnel_bridge::BridgeError),
     #[error(transparent)]
     Uplink(#[from] uplink::UplinkStartError),
+    #[error("listener {listener}: {message}")]
+    Tls { listener: String, message: String },
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -69,22 +71,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         source,
     };
     // Bind first: a taken port should not cost a store open (and its directory lock).
-    let listener = TcpListener::bind(config.server.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.server.listen,
-            source,
-        })?;
-    let bound = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.server.listen,
-        source,
-    })?;
-    let advertised = match &config.server.advertised_listener {
-        Some(a) => server::parse_host_port(a)
-            .map(|(h, p)| (h, i32::from(p)))
-            .unwrap_or_else(|_| (bound.ip().to_string(), i32::from(bound.port()))),
-        None => (bound.ip().to_string(), i32::from(bound.port())),
-    };
+    let listeners = bind_listeners(&config).await?;
     let store = Arc::new(LmdbStore::open(&dir, config.storage.max_disk_bytes).map_err(store_err)?);
     let log: Arc<dyn LogStore> = store.clone();
     let meta: Arc<dyn MetaStore> = store.clone();
@@ -106,7 +93,6 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         changes: store.changes(),
         cluster_id: meta.cluster_id(),
         node_id: config.server.node_id,
-        advertised,
         config: Arc::new(config),
         log,
         meta: meta.clone(),
@@ -118,14 +104,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         holds: Arc::new(uplink::Holds::default()),
         disk_pressure: Arc::new(tokio::sync::Notify::new()),
     });
-    tracing::info!(
-        topics = ctx.topics.list().len(),
-        disk_budget_bytes = budget.budget,
-        disk_used_bytes = budget.used,
-        "listening on {bound}, data in {}",
-        dir.display()
-    );
+    for (i, l) in listeners.iter().enumerate() {
+        if i == 0 {
+            // The first line's format is what scripts and the test harness look for.
+            tracing::info!(
+                topics = ctx.topics.list().len(),
+                disk_budget_bytes = budget.budget,
+                disk_used_bytes = budget.used,
+                listener = %l.session.listener,
+                protocol = l.protocol.name(),
+                "listening on {}, data in {}",
+                l.bound,
+                dir.display()
+            );
+        } else {
+            tracing::info!(listener = %l.session.listener, protocol = l.protocol.name(), "also listening on {}", l.bound);
+        }
+    }
+    let bound = listeners.first().map(|l| l.bound);
+    let tls: Vec<_> = listeners.iter().filter_map(|l| l.tls.clone()).collect();
     let tracker = TaskTracker::new();
+    if !tls.is_empty() {
+        tracker.spawn(reload_on_sighup(tls, shutdown.clone()));
+    }
     // Bridges stop with the broker but before the store closes: they get their own token,
     // cancelled once the listener has stopped, and are awaited before the drain.
     let bridges_stop = CancellationToken::new();
@@ -180,9 +181,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     }
     tracker.spawn(retention::run(ctx.clone()));
     tracker.spawn(runnel_bridge::service::watchdog(shutdown.clone()));
-    runnel_bridge::service::ready(&format!("serving Kafka on {bound}"));
+    runnel_bridge::service::ready(&format!(
+        "serving Kafka on {}",
+        bound.map(|b| b.to_string()).unwrap_or_default()
+    ));
     tracker.spawn(ctx.groups.clone().sweep(shutdown.clone()));
-    server::accept_loop(ctx.clone(), listener, tracker.clone()).await;
+    server::serve_listeners(ctx.clone(), listeners, tracker.clone()).await;
     tracing::info!("shutting down: draining in-flight requests");
     runnel_bridge::service::stopping();
     bridges_stop.cancel();
@@ -205,4 +209,79 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let _ = tokio::task::spawn_blocking(move || closing.close()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Binds every configured listener (or the default PLAINTEXT one on `server.listen`) and
+/// loads TLS certificates.
+async fn bind_listeners(config: &Config) -> Result<Vec<server::BoundListener>, StartError> {
+    use config::listeners::{ListenerConfig, SecurityProtocol};
+    let configured = if config.listener.is_empty() {
+        vec![ListenerConfig {
+            name: "PLAINTEXT".into(),
+            protocol: SecurityProtocol::Plaintext,
+            listen: config.server.listen,
+            advertised: config.server.advertised_listener.clone(),
+            tls: None,
+        }]
+    } else {
+        config.listener.clone()
+    };
+    let mut bound = Vec::with_capacity(configured.len());
+    for l in configured {
+        let bind_err = |source| StartError::Bind {
+            addr: l.listen,
+            source,
+        };
+        let tcp = TcpListener::bind(l.listen).await.map_err(bind_err)?;
+        let addr = tcp.local_addr().map_err(bind_err)?;
+        let advertised = match &l.advertised {
+            Some(a) => server::parse_host_port(a)
+                .map(|(h, p)| (h, i32::from(p)))
+                .unwrap_or_else(|_| (addr.ip().to_string(), i32::from(addr.port()))),
+            None => (addr.ip().to_string(), i32::from(addr.port())),
+        };
+        let tls = match &l.tls {
+            Some(t) => Some(Arc::new(server::tls::ServerTls::load(&l.name, t).map_err(
+                |e| StartError::Tls {
+                    listener: l.name.clone(),
+                    message: e.to_string(),
+                },
+            )?)),
+            None => None,
+        };
+        bound.push(server::BoundListener {
+            tcp,
+            bound: addr,
+            protocol: l.protocol,
+            session: handlers::Session {
+                listener: Arc::from(l.name.as_str()),
+                advertised: Arc::new(advertised),
+            },
+            tls,
+        });
+    }
+    Ok(bound)
+}
+
+/// Re-reads every TLS listener's certificate, key and client CAs on SIGHUP.
+async fn reload_on_sighup(tls: Vec<Arc<server::tls::ServerTls>>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot install the SIGHUP handler; certificates reload only on restart");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            got = hup.recv() => if got.is_none() { return },
+        }
+        for t in &tls {
+            match t.reload() {
+                Ok(()) => tracing::info!(listener = t.listener(), "reloaded TLS certificate"),
+                Err(e) => {
+                    tracing::error!(listener = t.listener(), error = %e, "TLS reload failed; keeping the previous certificate")
+                }
+            }
+        }
+    }
 }

@@ -9,6 +9,7 @@
 
 pub mod cli;
 mod defaults;
+pub mod listeners;
 mod validate;
 
 use std::net::SocketAddr;
@@ -33,6 +34,9 @@ pub struct Config {
     pub bridge: Vec<runnel_bridge::BridgeConfig>,
     /// Store-and-forward uplinks to upstream Kafka clusters (`[[uplink]]` tables).
     pub uplink: Vec<crate::uplink::UplinkConfig>,
+    /// Named listeners (`[[listener]]` tables); none: one PLAINTEXT listener on
+    /// `server.listen`.
+    pub listener: Vec<listeners::ListenerConfig>,
 }
 
 /// Network listener and request limits.

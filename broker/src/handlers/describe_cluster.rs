@@ -3,10 +3,14 @@
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
-use super::{Ctx, str_bytes};
+use super::{Ctx, Session, str_bytes};
 
-pub fn handle(ctx: &Ctx, _req: DescribeClusterRequest) -> DescribeClusterResponse {
-    let (host, port) = &ctx.advertised;
+pub fn handle(
+    ctx: &Ctx,
+    session: &Session,
+    _req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let (host, port) = &*session.advertised;
     DescribeClusterResponse::default()
         .with_cluster_id(str_bytes(&ctx.cluster_id))
         .with_controller_id(BrokerId(ctx.node_id))

@@ -20,7 +20,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 
-use super::{Ctx, str_bytes};
+use super::{Ctx, Session, str_bytes};
 use crate::group::{GroupState, JoinOutcome, JoinRequest};
 
 /// FindCoordinator key type of transactional ids; transactions are not supported.
@@ -32,10 +32,11 @@ fn opt(s: &Option<StrBytes>) -> Option<&str> {
 
 pub fn find_coordinator(
     ctx: &Ctx,
+    session: &Session,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let (host, port) = &ctx.advertised;
+    let (host, port) = &*session.advertised;
     let error = (req.key_type == KEY_TYPE_TRANSACTION).then_some(ResponseError::InvalidRequest);
     let message = error.map(|_| str_bytes("transactions are not supported by Runnel"));
     if version >= 4 {

@@ -8,10 +8,15 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
-use super::{Ctx, str_bytes, topic_name};
+use super::{Ctx, Session, str_bytes, topic_name};
 use crate::topics::Topic;
 
-pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(
+    ctx: &Ctx,
+    session: &Session,
+    req: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
     // v0 has no null list: an empty one means "all topics".
     let wanted = req.topics.filter(|t| version > 0 || !t.is_empty());
     let topics = match wanted {
@@ -30,7 +35,7 @@ pub async fn handle(ctx: &Ctx, req: MetadataRequest, version: i16) -> MetadataRe
             out
         }
     };
-    let (host, port) = &ctx.advertised;
+    let (host, port) = &*session.advertised;
     MetadataResponse::default()
         .with_brokers(vec![
             MetadataResponseBroker::default()

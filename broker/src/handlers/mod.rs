@@ -41,8 +41,6 @@ pub struct Ctx {
     pub changes: watch::Receiver<u64>,
     pub cluster_id: String,
     pub node_id: i32,
-    /// Host and port clients are told to connect to.
-    pub advertised: (String, i32),
     /// Cancelled at shutdown; long waits end early.
     pub shutdown: CancellationToken,
     /// When this process started serving (ms since the epoch), for `runnel.uptime.ms`.
@@ -51,6 +49,16 @@ pub struct Ctx {
     pub holds: Arc<crate::uplink::Holds>,
     /// Notified when an append failed for the disk budget, so retention frees space at once.
     pub disk_pressure: Arc<tokio::sync::Notify>,
+}
+
+/// What a handler knows about the connection its request came in on.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The listener's name.
+    pub listener: Arc<str>,
+    /// Host and port clients of this listener are told to connect to (Metadata,
+    /// FindCoordinator and DescribeCluster answer with the listener the client used).
+    pub advertised: Arc<(String, i32)>,
 }
 
 pub(crate) fn str_bytes(s: &str) -> StrBytes {

@@ -13,16 +13,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind};
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::router::{self, RouteError};
-use crate::handlers::{Ctx, api_versions};
+use crate::handlers::{Ctx, Session, api_versions};
 use crate::protocol::frame::{FrameError, read_frame};
 use crate::protocol::request::{self, encode_response};
 
@@ -34,8 +32,12 @@ const MAX_PIPELINED_BYTES: usize = 16 * 1024 * 1024;
 
 type Outcome = Result<Option<Bytes>, RouteError>;
 
-pub async fn serve(ctx: Arc<Ctx>, stream: TcpStream) {
-    let (rd, wr) = stream.into_split();
+/// Serves one connection (plain TCP or TLS) until the client or shutdown ends it.
+pub async fn serve<S>(ctx: Arc<Ctx>, session: Session, stream: S)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (rd, wr) = tokio::io::split(stream);
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let (queue, responses) = mpsc::channel(MAX_IN_FLIGHT);
     // Cancelled by the writer when a response says the connection must close.
@@ -110,7 +112,7 @@ pub async fn serve(ctx: Arc<Ctx>, stream: TcpStream) {
                     if let Some(earlier) = last_produce.take() {
                         let _ = earlier.await;
                     }
-                    let outcome = router::dispatch(&ctx, req).instrument(span).await;
+                    let outcome = router::dispatch(&ctx, &session, req).instrument(span).await;
                     let _ = done.send(outcome);
                 }
             },
@@ -126,8 +128,8 @@ pub async fn serve(ctx: Arc<Ctx>, stream: TcpStream) {
 /// Writes responses in request order; stops at the first request that must close the
 /// connection or at a write error. Responses that are ready together share one write: the
 /// buffer is flushed only when the writer would otherwise wait.
-async fn write_responses(
-    wr: OwnedWriteHalf,
+async fn write_responses<W: AsyncWrite + Unpin>(
+    wr: W,
     mut responses: mpsc::Receiver<oneshot::Receiver<Outcome>>,
     closing: CancellationToken,
 ) {
@@ -184,7 +186,7 @@ fn ready(mut pending: oneshot::Receiver<Outcome>) -> Result<Outcome, oneshot::Re
     }
 }
 
-async fn flush(wr: &mut BufWriter<OwnedWriteHalf>) -> bool {
+async fn flush<W: AsyncWrite + Unpin>(wr: &mut BufWriter<W>) -> bool {
     match wr.flush().await {
         Ok(()) => true,
         Err(e) => {

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ProduceRequest, RequestKind};
 use kafka_protocol::protocol::Encodable;
 
-use crate::handlers::{self, Ctx};
+use crate::handlers::{self, Ctx, Session};
 use crate::protocol::request::{self, DecodeError, RawRequest, encode_response};
 
 /// One served API. `advertised_min` may be lower than `min`: Produce is advertised from v0
@@ -177,12 +177,19 @@ pub fn start_produce(
 }
 
 /// Runs the handler for a decoded request. `Ok(None)`: no response is due (acks=0 produce).
-pub async fn dispatch(ctx: &Ctx, req: Request) -> Result<Option<Bytes>, RouteError> {
+pub async fn dispatch(
+    ctx: &Ctx,
+    session: &Session,
+    req: Request,
+) -> Result<Option<Bytes>, RouteError> {
     let Request { raw, body } = req;
     let v = raw.version();
     match body {
         RequestKind::ApiVersions(_) => encode(&raw, &handlers::api_versions::handle()),
-        RequestKind::Metadata(req) => encode(&raw, &handlers::metadata::handle(ctx, req, v).await),
+        RequestKind::Metadata(req) => encode(
+            &raw,
+            &handlers::metadata::handle(ctx, session, req, v).await,
+        ),
         RequestKind::Produce(req) => start_produce(ctx, raw, req).await,
         RequestKind::Fetch(req) => encode(&raw, &handlers::fetch::handle(ctx, req, v).await),
         RequestKind::ListOffsets(req) => {
@@ -202,9 +209,10 @@ pub async fn dispatch(ctx: &Ctx, req: Request) -> Result<Option<Bytes>, RouteErr
         RequestKind::IncrementalAlterConfigs(req) => {
             encode(&raw, &handlers::configs::alter(ctx, req).await)
         }
-        RequestKind::FindCoordinator(req) => {
-            encode(&raw, &handlers::groups::find_coordinator(ctx, req, v))
-        }
+        RequestKind::FindCoordinator(req) => encode(
+            &raw,
+            &handlers::groups::find_coordinator(ctx, session, req, v),
+        ),
         RequestKind::JoinGroup(req) => {
             let client_id = raw.header.client_id.as_ref().map(|c| c.to_string());
             let client_id = client_id.unwrap_or_default();
@@ -225,7 +233,7 @@ pub async fn dispatch(ctx: &Ctx, req: Request) -> Result<Option<Bytes>, RouteErr
             encode(&raw, &handlers::init_producer_id::handle(ctx, req).await)
         }
         RequestKind::DescribeCluster(req) => {
-            encode(&raw, &handlers::describe_cluster::handle(ctx, req))
+            encode(&raw, &handlers::describe_cluster::handle(ctx, session, req))
         }
         RequestKind::DescribeLogDirs(req) => {
             encode(&raw, &handlers::describe_log_dirs::handle(ctx, req, v))

@@ -53,7 +53,7 @@ fn build(settings: &TlsSettings) -> Result<rustls::ClientConfig, SecurityError> 
         }
     };
     let roots = match &settings.ca_file {
-        Some(path) => file_roots(path)?,
+        Some(path) => file_roots(CA_FILE, path)?,
         None => system_roots()?,
     };
     let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -65,7 +65,7 @@ fn build(settings: &TlsSettings) -> Result<rustls::ClientConfig, SecurityError> 
     let config = match client_auth {
         Some((cert, key)) => {
             let chain = read_certs(CERT_FILE, cert)?;
-            let key_der = read_key(key)?;
+            let key_der = read_key(KEY_FILE, key)?;
             builder
                 .with_client_auth_cert(chain, key_der)
                 .map_err(|e| SecurityError::File {
@@ -239,11 +239,13 @@ impl AsyncWrite for Stream {
     }
 }
 
-fn file_roots(path: &Path) -> Result<rustls::RootCertStore, SecurityError> {
+/// The CA certificates of the PEM file at `path` (`what` names it in errors). Shared with the
+/// broker's TLS listeners.
+pub fn file_roots(what: &'static str, path: &Path) -> Result<rustls::RootCertStore, SecurityError> {
     let mut roots = rustls::RootCertStore::empty();
-    for (index, ca) in read_certs(CA_FILE, path)?.into_iter().enumerate() {
+    for (index, ca) in read_certs(what, path)?.into_iter().enumerate() {
         roots.add(ca).map_err(|e| SecurityError::File {
-            what: CA_FILE,
+            what,
             path: path.to_path_buf(),
             message: format!("certificate {} is not a usable CA: {e}", index + 1),
         })?;
@@ -286,7 +288,8 @@ fn pem_error(what: &'static str, path: &Path, e: pem::Error) -> SecurityError {
     }
 }
 
-fn read_certs(
+/// Every certificate of the PEM file at `path`; an error if there is none.
+pub fn read_certs(
     what: &'static str,
     path: &Path,
 ) -> Result<Vec<CertificateDer<'static>>, SecurityError> {
@@ -304,15 +307,16 @@ fn read_certs(
     Ok(certs)
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, SecurityError> {
-    let bytes = read(KEY_FILE, path)?;
+/// The private key of the PEM file at `path` (PKCS#8, PKCS#1 or SEC1).
+pub fn read_key(what: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, SecurityError> {
+    let bytes = read(what, path)?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|e| match e {
         pem::Error::NoItemsFound => SecurityError::File {
-            what: KEY_FILE,
+            what,
             path: path.to_path_buf(),
             message: "holds no PEM private key (PKCS#8, PKCS#1 or SEC1)".into(),
         },
-        e => pem_error(KEY_FILE, path, e),
+        e => pem_error(what, path, e),
     })
 }
 

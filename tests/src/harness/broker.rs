@@ -224,6 +224,15 @@ impl Broker {
         self.signal_and_wait(libc::SIGINT)
     }
 
+    /// Sends SIGHUP (the broker reloads its TLS certificates) without waiting for anything.
+    pub fn hangup(&self) -> Result<()> {
+        let child = self
+            .child
+            .as_ref()
+            .context("hangup: the broker is not running")?;
+        send_signal(child, libc::SIGHUP).context("sending SIGHUP to the broker")
+    }
+
     /// Starts a new process on the same data directory with the same options (stopping the
     /// current one gracefully first if it is still running). The port may change.
     pub fn restart(&mut self) -> Result<()> {

@@ -45,6 +45,9 @@ pub fn run(args: &[&str], stdin: &[u8], timeout: Duration) -> Result<KcatOutput>
     let bin = kcat_bin()?;
     let mut child = Command::new(&bin)
         .args(args)
+        // `cargo test` puts rdkafka-sys's own librdkafka.so (built without OpenSSL) on
+        // LD_LIBRARY_PATH; kcat must load the system's.
+        .env_remove("LD_LIBRARY_PATH")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -180,6 +183,9 @@ pub fn spawn(args: &[&str]) -> Result<KcatProcess> {
     let bin = kcat_bin()?;
     let mut child = Command::new(&bin)
         .args(args)
+        // `cargo test` puts rdkafka-sys's own librdkafka.so (built without OpenSSL) on
+        // LD_LIBRARY_PATH; kcat must load the system's.
+        .env_remove("LD_LIBRARY_PATH")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
