@@ -256,6 +256,8 @@ async fn bind_listeners(config: &Config) -> Result<Vec<server::BoundListener>, S
             session: handlers::Session {
                 listener: Arc::from(l.name.as_str()),
                 advertised: Arc::new(advertised),
+                peer: None,
+                principal: Arc::from(handlers::ANONYMOUS),
             },
             tls,
         });

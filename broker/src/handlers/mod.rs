@@ -59,7 +59,14 @@ pub struct Session {
     /// Host and port clients of this listener are told to connect to (Metadata,
     /// FindCoordinator and DescribeCluster answer with the listener the client used).
     pub advertised: Arc<(String, i32)>,
+    /// The client's address; `None` for requests made inside the broker.
+    pub peer: Option<std::net::SocketAddr>,
+    /// Who the client is, Kafka-style: `User:ANONYMOUS` until something authenticates it.
+    pub principal: Arc<str>,
 }
+
+/// The principal of unauthenticated clients (Kafka's `KafkaPrincipal.ANONYMOUS`).
+pub const ANONYMOUS: &str = "User:ANONYMOUS";
 
 pub(crate) fn str_bytes(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())

@@ -1,9 +1,10 @@
-//! The partition log: what is stored, behind four narrow traits.
+//! The partition log: what is stored, behind five narrow traits.
 //!
 //! [`LogStore`] owns record batches: append (durable before the returned [`Pending`]
 //! resolves), read a range, look up offsets by time, truncate the front. [`MetaStore`] owns
 //! topic definitions. [`OffsetStore`] owns consumer groups' committed offsets.
-//! [`UplinkStore`] owns the uplinks' forwarding progress. All are implemented by
+//! [`UplinkStore`] owns the uplinks' forwarding progress, [`SecurityStore`] SCRAM credentials
+//! and ACLs. All are implemented by
 //! [`lmdb::LmdbStore`]. The traits are object safe so handlers hold
 //! `Arc<dyn …>` and never see LMDB.
 //!
@@ -17,12 +18,14 @@
 pub mod lmdb;
 mod partition;
 pub mod producers;
+pub mod security;
 pub mod uplink;
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
 pub use partition::{PartitionId, PartitionLog};
+pub use security::{AclBinding, ScramCredential, ScramMechanism, SecurityStore};
 pub use uplink::{ProgressEntry, UplinkProgress, UplinkStore};
 
 /// A result that arrives once the store's writer has committed (or failed).

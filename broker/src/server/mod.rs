@@ -111,7 +111,8 @@ async fn accept_loop(
 
 /// Serves one accepted connection, after its TLS handshake on a TLS listener.
 async fn open(ctx: Arc<Ctx>, listener: &BoundListener, stream: TcpStream, peer: SocketAddr) {
-    let session = listener.session.clone();
+    let mut session = listener.session.clone();
+    session.peer = Some(peer);
     let Some(tls) = &listener.tls else {
         connection::serve(ctx, session, stream).await;
         return;

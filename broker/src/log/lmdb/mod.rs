@@ -1,13 +1,13 @@
 //! The LMDB implementation of [`LogStore`] and [`MetaStore`].
 //!
-//! One environment holds eight databases: `batches` (partition prefix + base offset → the
+//! One environment holds ten databases: `batches` (partition prefix + base offset → the
 //! batch as received), `time_index` (partition prefix + running max timestamp → base offset,
 //! monotonic like Kafka's time index), `partitions` (partition prefix → [`PartitionMeta`]),
 //! `producers` (partition prefix + producer id → idempotence state, written in the same
 //! transaction as the producer's batch), `topics` (name → [`TopicRecord`] as JSON), `meta`
 //! (cluster id, topic and producer id counters) and `offsets` (group, topic name, partition →
 //! committed offset; see [`offsets`]) and `uplinks` (partition prefix + uplink name → forwarding
-//! progress; see [`uplinks`]).
+//! progress; see [`uplinks`]), `scram` and `acls` (see [`security`]).
 //!
 //! Reads run on the caller's thread in their own read transaction. All writes go through
 //! one writer thread ([`writer`]) that group-commits: one transaction and one fsync for
@@ -20,6 +20,7 @@ mod keys;
 mod lock;
 mod offsets;
 mod reads;
+mod security;
 mod uplinks;
 mod writer;
 
@@ -32,6 +33,7 @@ use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, WithoutTls};
 use tokio::sync::{oneshot, watch};
 
 use super::partition::PartitionMeta;
+use super::{AclBinding, ScramCredential, ScramMechanism, SecurityStore};
 use super::{
     AppendItem, Appended, DiskUsage, LogStore, MetaStore, PartitionId, PartitionLog, Pending,
     ProgressEntry, ReadChunk, Retention, StoreError, TimestampOffset, TopicRecord, Truncated,
@@ -53,6 +55,8 @@ pub(crate) struct Dbs {
     meta: Db,
     offsets: Db,
     uplinks: Db,
+    scram: Db,
+    acls: Db,
 }
 
 /// State shared by readers and the writer thread.
@@ -188,6 +192,8 @@ fn create_databases(env: &Env<WithoutTls>) -> Result<Dbs, StoreError> {
             db("meta")?,
             db("offsets")?,
             db("uplinks")?,
+            db("scram")?,
+            db("acls")?,
         );
         Ok::<_, heed::Error>(CommitOrAbort::<_, ()>::Commit(all))
     })?;
@@ -200,6 +206,8 @@ fn create_databases(env: &Env<WithoutTls>) -> Result<Dbs, StoreError> {
         meta,
         offsets,
         uplinks,
+        scram,
+        acls,
     )) = created
     else {
         return Err(StoreError::Io("creating LMDB databases was aborted".into()));
@@ -213,6 +221,8 @@ fn create_databases(env: &Env<WithoutTls>) -> Result<Dbs, StoreError> {
         meta,
         offsets,
         uplinks,
+        scram,
+        acls,
     })
 }
 
@@ -355,6 +365,44 @@ impl UplinkStore for LmdbStore {
 
     fn save_uplink_progress(&self, entries: Vec<ProgressEntry>) -> Pending<Result<(), StoreError>> {
         self.send(|reply| Op::SaveUplinkProgress { entries, reply })
+    }
+}
+
+impl SecurityStore for LmdbStore {
+    fn scram_credentials(&self) -> Result<Vec<ScramCredential>, StoreError> {
+        let _gate = self.shared.read_gate();
+        let txn = self.shared.env.read_txn()?;
+        security::load_scram(&txn, self.shared.dbs.scram)
+    }
+
+    fn alter_scram_credentials(
+        &self,
+        upserts: Vec<ScramCredential>,
+        deletions: Vec<(String, ScramMechanism)>,
+    ) -> Pending<Result<(), StoreError>> {
+        self.send(|reply| Op::AlterScram {
+            upserts,
+            deletions,
+            reply,
+        })
+    }
+
+    fn acls(&self) -> Result<Vec<AclBinding>, StoreError> {
+        let _gate = self.shared.read_gate();
+        let txn = self.shared.env.read_txn()?;
+        security::load_acls(&txn, self.shared.dbs.acls)
+    }
+
+    fn alter_acls(
+        &self,
+        create: Vec<AclBinding>,
+        delete: Vec<AclBinding>,
+    ) -> Pending<Result<(), StoreError>> {
+        self.send(|reply| Op::AlterAcls {
+            create,
+            delete,
+            reply,
+        })
     }
 }
 

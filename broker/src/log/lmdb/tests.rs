@@ -495,3 +495,79 @@ fn timestamp_lookup_inside_compressed_batches() {
     assert_eq!(at(3009), Some(29));
     assert_eq!(at(4001), Some(31));
 }
+
+#[tokio::test]
+async fn scram_credentials_and_acls_survive_reopen_and_alter_exactly() {
+    use crate::log::{AclBinding, ScramCredential, ScramMechanism, SecurityStore, wait};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cred = |user: &str, mechanism| ScramCredential {
+        user: user.into(),
+        mechanism,
+        salt: vec![1, 2, 3],
+        iterations: 4096,
+        stored_key: vec![4; 32],
+        server_key: vec![5; 32],
+    };
+    let acl = |name: &str, op: i8| AclBinding {
+        resource_type: 2,
+        resource_name: name.into(),
+        pattern_type: 3,
+        principal: "User:alice".into(),
+        host: "*".into(),
+        operation: op,
+        permission_type: 3,
+    };
+    {
+        let store = open(dir.path());
+        wait(store.alter_scram_credentials(
+            vec![
+                cred("alice", ScramMechanism::Sha256),
+                cred("alice", ScramMechanism::Sha512),
+                cred("bob", ScramMechanism::Sha256),
+            ],
+            Vec::new(),
+        ))
+        .await
+        .expect("writer")
+        .expect("stored");
+        wait(
+            store.alter_scram_credentials(
+                Vec::new(),
+                vec![("alice".into(), ScramMechanism::Sha512)],
+            ),
+        )
+        .await
+        .expect("writer")
+        .expect("deleted");
+        wait(store.alter_acls(
+            vec![acl("gps", 3), acl("gps", 4), acl("can", 3)],
+            Vec::new(),
+        ))
+        .await
+        .expect("writer")
+        .expect("stored");
+        wait(store.alter_acls(Vec::new(), vec![acl("gps", 4)]))
+            .await
+            .expect("writer")
+            .expect("deleted");
+        store.close();
+    }
+    let store = open(dir.path());
+    let mut creds: Vec<_> = store
+        .scram_credentials()
+        .expect("read")
+        .into_iter()
+        .map(|c| (c.user, c.mechanism))
+        .collect();
+    creds.sort();
+    assert_eq!(
+        creds,
+        vec![
+            ("alice".to_string(), ScramMechanism::Sha256),
+            ("bob".to_string(), ScramMechanism::Sha256)
+        ]
+    );
+    let mut acls = store.acls().expect("read");
+    acls.sort();
+    assert_eq!(acls, vec![acl("can", 3), acl("gps", 3)]);
+}

@@ -22,7 +22,7 @@ use std::time::Duration;
 use heed::RwTxn;
 
 use super::budget::{self, Budget};
-use super::{Shared, keys, offsets, uplinks};
+use super::{Shared, keys, offsets, security, uplinks};
 use crate::log::partition::PartitionMeta;
 use crate::log::producers::ProducerState;
 use crate::log::{PartitionId, PartitionLog, StoreError};
@@ -341,6 +341,20 @@ impl Writer {
                 self.shared.dbs.offsets,
                 groups,
                 *before_ms,
+            )?),
+            Op::AlterScram {
+                upserts, deletions, ..
+            } => Outcome::Committed(security::alter_scram(
+                txn,
+                self.shared.dbs.scram,
+                upserts,
+                deletions,
+            )?),
+            Op::AlterAcls { create, delete, .. } => Outcome::Committed(security::alter_acls(
+                txn,
+                self.shared.dbs.acls,
+                create,
+                delete,
             )?),
             Op::SaveUplinkProgress { entries, .. } => {
                 uplinks::save(txn, self.shared.dbs.uplinks, entries)?;

@@ -4,8 +4,8 @@
 use tokio::sync::oneshot;
 
 use crate::log::{
-    AppendItem, Appended, OffsetCommit, PartitionId, ProgressEntry, StoreError, TopicPartition,
-    TopicRecord, Truncated,
+    AclBinding, AppendItem, Appended, OffsetCommit, PartitionId, ProgressEntry, ScramCredential,
+    ScramMechanism, StoreError, TopicPartition, TopicRecord, Truncated,
 };
 
 pub type Reply<T> = oneshot::Sender<T>;
@@ -57,6 +57,16 @@ pub enum Op {
         entries: Vec<ProgressEntry>,
         reply: Reply<Result<(), StoreError>>,
     },
+    AlterScram {
+        upserts: Vec<ScramCredential>,
+        deletions: Vec<(String, ScramMechanism)>,
+        reply: Reply<Result<(), StoreError>>,
+    },
+    AlterAcls {
+        create: Vec<AclBinding>,
+        delete: Vec<AclBinding>,
+        reply: Reply<Result<(), StoreError>>,
+    },
     Shutdown {
         reply: Reply<()>,
     },
@@ -101,7 +111,9 @@ pub fn answer(op: Op, outcome: Outcome) {
         | (Op::SaveUplinkProgress { reply, .. }, _) => {
             let _ = reply.send(Ok(()));
         }
-        (Op::CommitOffsets { reply, .. }, Outcome::Committed(result)) => {
+        (Op::AlterScram { reply, .. }, Outcome::Committed(result))
+        | (Op::AlterAcls { reply, .. }, Outcome::Committed(result))
+        | (Op::CommitOffsets { reply, .. }, Outcome::Committed(result)) => {
             let _ = reply.send(result);
         }
         (Op::DeleteOffsets { reply, .. }, Outcome::Deleted(n)) => {
@@ -139,7 +151,9 @@ pub fn fail(op: Op, err: StoreError) {
         | Op::SaveUplinkProgress { reply, .. } => {
             let _ = reply.send(Err(err));
         }
-        Op::CommitOffsets { reply, .. } => {
+        Op::CommitOffsets { reply, .. }
+        | Op::AlterScram { reply, .. }
+        | Op::AlterAcls { reply, .. } => {
             let _ = reply.send(Err(err));
         }
         Op::DeleteOffsets { reply, .. } => {
