@@ -37,6 +37,49 @@ pub fn plain_message(username: &str, password: &str) -> Vec<u8> {
     message
 }
 
+/// A PLAIN message as a server reads it (RFC 4616). `Debug` does not show the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PlainMessage<'a> {
+    /// The authorization identity; empty when the client sent none.
+    pub authzid: &'a str,
+    pub username: &'a str,
+    pub password: &'a [u8],
+}
+
+impl std::fmt::Debug for PlainMessage<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlainMessage")
+            .field("authzid", &self.authzid)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Parses `[authzid] \0 username \0 password` (the server side of [`plain_message`]). The
+/// reasons never quote the message, which carries the password.
+pub fn parse_plain_message(message: &[u8]) -> std::result::Result<PlainMessage<'_>, &'static str> {
+    let mut parts = message.split(|b| *b == 0);
+    let (Some(authzid), Some(username), Some(password), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("a PLAIN message has exactly three NUL-separated fields");
+    };
+    let authzid = std::str::from_utf8(authzid).map_err(|_| "the authzid is not UTF-8")?;
+    let username = std::str::from_utf8(username).map_err(|_| "the user name is not UTF-8")?;
+    if username.is_empty() {
+        return Err("no user name");
+    }
+    if password.is_empty() {
+        return Err("no password");
+    }
+    Ok(PlainMessage {
+        authzid,
+        username,
+        password,
+    })
+}
+
 /// Authenticates `conn` as `sasl.username`. Returns how long the session may be used when the
 /// broker limits it (`connections.max.reauth.ms`), already shortened to [`LIFETIME_SHARE`].
 pub(crate) async fn authenticate(
@@ -146,5 +189,29 @@ mod tests {
     fn given_credentials_should_build_the_plain_message() {
         assert_eq!(plain_message("user", "pass"), b"\0user\0pass");
         assert_eq!(plain_message("", ""), b"\0\0");
+    }
+
+    #[test]
+    fn given_plain_messages_when_parsed_should_split_or_refuse_without_quoting() {
+        let message = plain_message("user", "pa ss");
+        let parsed = parse_plain_message(&message).expect("valid");
+        assert_eq!(
+            (parsed.authzid, parsed.username, parsed.password),
+            ("", "user", &b"pa ss"[..])
+        );
+        let with_authzid = parse_plain_message(b"admin\0user\0pw").expect("valid");
+        assert_eq!(with_authzid.authzid, "admin");
+        assert!(!format!("{parsed:?}").contains("pa ss"));
+        for bad in [
+            &b""[..],
+            b"user\0secret",
+            b"\0\0secret",
+            b"\0user\0",
+            b"\0user\0secret\0more",
+            b"\0\xff\0secret",
+        ] {
+            let reason = parse_plain_message(bad).expect_err("refused");
+            assert!(!reason.contains("secret"), "{reason}");
+        }
     }
 }

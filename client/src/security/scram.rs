@@ -169,6 +169,20 @@ impl ScramAlgorithm {
         }
     }
 
+    /// The server's check of a PLAIN password against a stored SCRAM credential: Hi(password,
+    /// salt, iterations) must lead to `stored_key` (compared in constant time). Costs the
+    /// credential's PBKDF2 iterations: call it off the async threads.
+    pub fn verify_password(
+        self,
+        password: &[u8],
+        salt: &[u8],
+        iterations: NonZeroU32,
+        stored_key: &[u8],
+    ) -> bool {
+        let keys = self.keys(&self.salted_password(password, salt, iterations));
+        constant_time_eq(&keys.stored_key, stored_key)
+    }
+
     /// The client's check of the server's signature (`v=`), in constant time.
     pub fn verify_server_signature(
         self,
@@ -286,8 +300,18 @@ impl ClientFirst {
         }
     }
 
-    /// Parses a client's first message (the server side). Channel binding (`p=`) is refused,
-    /// `y` (client could but thinks the server cannot) is accepted like `n`.
+    /// The GS2 header this message starts with (`n,,` or `n,a=authzid,`): what the client
+    /// must send back, base64-encoded, as the final message's channel binding (`c=`).
+    pub fn gs2_header(&self) -> String {
+        match &self.authzid {
+            None => GS2_HEADER.to_string(),
+            Some(a) => format!("n,a={},", escape_username(a)),
+        }
+    }
+
+    /// Parses a client's first message (the server side). Only `n` (no channel binding) is
+    /// accepted, as Kafka does: `p=` (channel binding required) and `y` (the client could bind
+    /// but thinks the server cannot) are refused, since no `-PLUS` mechanism is offered.
     pub fn parse(message: &[u8]) -> Result<Self, ScramError> {
         const WHAT: &str = "client-first";
         let text = text(WHAT, message)?;
@@ -296,10 +320,10 @@ impl ClientFirst {
         else {
             return Err(malformed(WHAT, "no GS2 header"));
         };
-        if cbind != "n" && cbind != "y" {
+        if cbind != "n" {
             return Err(malformed(
                 WHAT,
-                "channel binding is not supported (GS2 header must start with `n` or `y`)",
+                "channel binding is not supported (the GS2 header must start with `n`)",
             ));
         }
         let authzid = match authzid {

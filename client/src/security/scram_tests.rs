@@ -90,6 +90,13 @@ fn given_a_server_built_from_the_primitives_when_exchanging_should_authenticate_
             algorithm.verify_client_proof(&stored.stored_key, &format!("{auth}x"), &parsed.proof),
             Err(ScramError::ClientProof)
         );
+        assert!(algorithm.verify_password(b"s3cret", b"some salt", iterations, &stored.stored_key));
+        assert!(!algorithm.verify_password(
+            b"s3creT",
+            b"some salt",
+            iterations,
+            &stored.stored_key
+        ));
         let signature = algorithm.server_signature(&stored.server_key, &auth);
         state
             .verify_server_final(ServerFinal::Verifier(signature).message().as_bytes())
@@ -248,10 +255,13 @@ fn given_client_messages_when_parsed_by_a_server_should_round_trip_or_fail_clear
     assert_eq!(first.nonce, "abc");
     assert_eq!(first.extensions, vec![("tokenauth".into(), "true".into())]);
     assert_eq!(first.message(), "n,,n=user,r=abc,tokenauth=true");
-    let with_authzid = ClientFirst::parse(b"n,a=user,n=user,r=abc").expect("valid");
-    assert_eq!(with_authzid.authzid.as_deref(), Some("user"));
+    assert_eq!(first.gs2_header(), "n,,");
+    let with_authzid = ClientFirst::parse(b"n,a=us=2Cer,n=user,r=abc").expect("valid");
+    assert_eq!(with_authzid.authzid.as_deref(), Some("us,er"));
+    assert_eq!(with_authzid.gs2_header(), "n,a=us=2Cer,");
     for bad in [
         &b"p=tls-unique,,n=user,r=abc"[..],
+        b"y,,n=user,r=abc",
         b"n,,r=abc",
         b"n,,n=,r=abc",
         b"n,,n=user",
