@@ -4,6 +4,7 @@
 //! serves connections and retention until `shutdown` is cancelled, then drains in-flight
 //! requests, flushes and closes the store. `main.rs` only parses flags and config.
 
+pub mod acl;
 pub mod alloc;
 pub mod bridge;
 pub mod config;
@@ -89,6 +90,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         },
         known_groups,
     );
+    let security: Arc<dyn log::SecurityStore> = store.clone();
+    let acl = acl::Authorizer::load(security, config.authorization.settings(&config.listener))
+        .map_err(store_err)?;
     let ctx = Arc::new(Ctx {
         changes: store.changes(),
         cluster_id: meta.cluster_id(),
@@ -103,6 +107,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         started_at_ms: log::now_ms(),
         holds: Arc::new(uplink::Holds::default()),
         disk_pressure: Arc::new(tokio::sync::Notify::new()),
+        acl: Arc::new(acl),
     });
     for (i, l) in listeners.iter().enumerate() {
         if i == 0 {

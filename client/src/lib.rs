@@ -21,6 +21,9 @@ pub mod producer;
 pub mod records;
 pub mod security;
 
+pub use admin::acls::{
+    AclBinding, AclFilter, AclOperation, AclPatternType, AclPermission, AclResourceType,
+};
 pub use admin::groups::{GroupDescription, GroupListing, GroupMember, PartitionOffsets};
 pub use admin::{ConfigChange, ConfigEntry, NewTopic};
 pub use cluster::{BrokerMeta, Client, ClientConfig, ClusterMeta, PartitionMeta, TopicMeta};

@@ -47,8 +47,12 @@ fn start(client_auth: &str) -> Result<Setup> {
     } else {
         format!("client_ca_file = \"{}\"\n", pki.ca.display())
     };
+    // An SSL listener makes ACLs closed by default; these tests are about TLS, not ACLs.
     let config = format!(
         r#"
+[authorization]
+allow_everyone_if_no_acl_found = true
+
 [[listener]]
 name = "INTERNAL"
 protocol = "PLAINTEXT"

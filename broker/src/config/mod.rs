@@ -7,6 +7,7 @@
 //! then checks the merged result, so a bad value is reported once, naming its key, no
 //! matter which source it came from.
 
+pub mod authorization;
 pub mod cli;
 mod defaults;
 pub mod listeners;
@@ -37,6 +38,8 @@ pub struct Config {
     /// Named listeners (`[[listener]]` tables); none: one PLAINTEXT listener on
     /// `server.listen`.
     pub listener: Vec<listeners::ListenerConfig>,
+    /// `super.users` and `allow.everyone.if.no.acl.found` (`[authorization]`).
+    pub authorization: authorization::AuthorizationConfig,
 }
 
 /// Network listener and request limits.

@@ -38,6 +38,9 @@ impl Config {
         runnel_bridge::config::validate_all(&self.bridge)?;
         crate::uplink::validate_all(&self.uplink)?;
         super::listeners::validate(&self.listener).map_err(|(key, reason)| invalid(key, reason))?;
+        self.authorization
+            .validate()
+            .map_err(|(key, reason)| invalid(key, reason))?;
         let s = &self.server;
         if s.node_id < 0 {
             return Err(invalid("server.node_id", "must be >= 0"));

@@ -1,5 +1,8 @@
 //! DescribeConfigs and IncrementalAlterConfigs for topics (settable) and the broker
 //! (described read-only: broker settings come from the config file, not from clients).
+//!
+//! Authorization: DESCRIBE_CONFIGS / ALTER_CONFIGS on the topic (TOPIC_AUTHORIZATION_FAILED),
+//! or on the cluster for the broker resource (CLUSTER_AUTHORIZATION_FAILED), per resource.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::describe_configs_response::{
@@ -11,7 +14,8 @@ use kafka_protocol::messages::{
     IncrementalAlterConfigsResponse,
 };
 
-use super::{Ctx, str_bytes};
+use super::{Ctx, Session, str_bytes};
+use crate::acl::{Operation, ResourceType};
 use crate::topics::config::{ConfigType, Described};
 use crate::topics::{ApiError, ConfigChange};
 
@@ -21,7 +25,35 @@ const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
-pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+/// Refusal of a resource `session` may not `op`, if any (unknown resource types are left to
+/// the handler).
+fn refusal(
+    ctx: &Ctx,
+    session: &Session,
+    op: Operation,
+    resource_type: i8,
+    name: &str,
+) -> Option<ApiError> {
+    let (code, rt) = match resource_type {
+        TOPIC => (ResponseError::TopicAuthorizationFailed, ResourceType::Topic),
+        BROKER => (
+            ResponseError::ClusterAuthorizationFailed,
+            ResourceType::Cluster,
+        ),
+        _ => return None,
+    };
+    let allowed = match rt {
+        ResourceType::Cluster => ctx.acl.allows_cluster(session, op),
+        _ => ctx.acl.allows(session, op, rt, name),
+    };
+    (!allowed).then(|| ApiError::new(code, format!("not authorized to {op:?} {name:?}")))
+}
+
+pub fn describe(
+    ctx: &Ctx,
+    session: &Session,
+    req: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let results =
         req.resources
             .into_iter()
@@ -29,7 +61,16 @@ pub fn describe(ctx: &Ctx, req: DescribeConfigsRequest) -> DescribeConfigsRespon
                 let result = DescribeConfigsResult::default()
                     .with_resource_type(r.resource_type)
                     .with_resource_name(r.resource_name.clone());
+                let name = r.resource_name.as_str();
+                let refused = refusal(
+                    ctx,
+                    session,
+                    Operation::DescribeConfigs,
+                    r.resource_type,
+                    name,
+                );
                 let described = match r.resource_type {
+                    _ if let Some(e) = refused => Err(e),
                     TOPIC => match ctx.topics.get(r.resource_name.as_str()) {
                         Some(t) => Ok((t.config.describe(), SOURCE_TOPIC)),
                         None => Err(ApiError::new(
@@ -180,11 +221,15 @@ fn resident_bytes() -> u64 {
 
 pub async fn alter(
     ctx: &Ctx,
+    session: &Session,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
+        let name = r.resource_name.as_str();
+        let refused = refusal(ctx, session, Operation::AlterConfigs, r.resource_type, name);
         let outcome = match r.resource_type {
+            _ if let Some(e) = refused => Err(e),
             TOPIC => match changes(&r.configs) {
                 Ok(changes) => {
                     ctx.topics

@@ -1,5 +1,6 @@
 //! DeleteRecords: move a partition's log start forward (offset -1 means the high
-//! watermark); whole batches below it are deleted.
+//! watermark); whole batches below it are deleted. Needs DELETE on the topic
+//! (TOPIC_AUTHORIZATION_FAILED per partition otherwise).
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::delete_records_response::{
@@ -7,14 +8,23 @@ use kafka_protocol::messages::delete_records_response::{
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
-use super::Ctx;
+use super::{Ctx, Session};
+use crate::acl::{Operation, ResourceType};
 use crate::log;
 use crate::topics::ApiError;
 
-pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub async fn handle(
+    ctx: &Ctx,
+    session: &Session,
+    req: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let topic = ctx.topics.get(t.name.as_str());
+        let name = t.name.as_str();
+        let authorized = ctx
+            .acl
+            .allows(session, Operation::Delete, ResourceType::Topic, name);
+        let topic = ctx.topics.get(name).filter(|_| authorized);
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let r = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
@@ -23,6 +33,7 @@ pub async fn handle(ctx: &Ctx, req: DeleteRecordsRequest) -> DeleteRecordsRespon
                 .and_then(|tp| tp.partition(p.partition_index))
                 .cloned();
             let result = match part {
+                None if !authorized => Err(ResponseError::TopicAuthorizationFailed),
                 None => Err(ResponseError::UnknownTopicOrPartition),
                 Some(part) => {
                     let target = if p.offset == -1 {

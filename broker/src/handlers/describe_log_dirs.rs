@@ -5,7 +5,8 @@
 //! counts), not LMDB's pages; `offset_lag` is 0 (no future replicas here). From v4 the dir also
 //! carries the disk budget as `total_bytes` and what is left of it as `usable_bytes`. As in
 //! Kafka, a null topic list means every topic and unknown topics or partitions are left out
-//! rather than reported as errors.
+//! rather than reported as errors. Needs DESCRIBE on the cluster: without it the answer has no
+//! log dir (and, from v3, CLUSTER_AUTHORIZATION_FAILED).
 
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
 use kafka_protocol::messages::describe_log_dirs_response::{
@@ -13,10 +14,25 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 };
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse};
 
-use super::{Ctx, str_bytes, topic_name};
+use super::{Ctx, Session, str_bytes, topic_name};
+use crate::acl::Operation;
 use crate::topics::Topic;
 
-pub fn handle(ctx: &Ctx, req: DescribeLogDirsRequest, version: i16) -> DescribeLogDirsResponse {
+pub fn handle(
+    ctx: &Ctx,
+    session: &Session,
+    req: DescribeLogDirsRequest,
+    version: i16,
+) -> DescribeLogDirsResponse {
+    if !ctx.acl.allows_cluster(session, Operation::Describe) {
+        let refused = DescribeLogDirsResponse::default();
+        return if version >= 3 {
+            refused
+                .with_error_code(kafka_protocol::ResponseError::ClusterAuthorizationFailed.code())
+        } else {
+            refused
+        };
+    }
     let topics = match req.topics {
         None => ctx
             .topics

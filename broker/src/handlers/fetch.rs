@@ -13,7 +13,8 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 
-use super::{Ctx, blocking};
+use super::{Ctx, Session, blocking};
+use crate::acl::{Operation, ResourceType};
 use crate::log::{LogStore, PartitionLog, StoreError};
 
 /// Longest wait honoured, whatever a client asks for.
@@ -27,7 +28,14 @@ struct Wanted {
     log: Result<std::sync::Arc<PartitionLog>, ResponseError>,
 }
 
-pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse {
+/// Consumers need READ on each topic (TOPIC_AUTHORIZATION_FAILED per partition otherwise);
+/// a follower's fetch (replica id >= 0) needs CLUSTER_ACTION on the cluster instead.
+pub async fn handle(
+    ctx: &Ctx,
+    session: &Session,
+    req: FetchRequest,
+    version: i16,
+) -> FetchResponse {
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT);
     let min_bytes = req.min_bytes.max(0) as usize;
@@ -42,12 +50,28 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
     } else {
         ResponseError::UnknownTopicOrPartition
     };
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let follower_allowed =
+        (replica_id >= 0).then(|| ctx.acl.allows_cluster(session, Operation::ClusterAction));
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in &req.topics {
         let topic = if by_id {
             ctx.topics.get_by_id(t.topic_id)
         } else {
             ctx.topics.get(t.topic.as_str())
+        };
+        let name = topic.as_ref().map_or(t.topic.as_str(), |tp| tp.name());
+        let denied = match follower_allowed {
+            Some(allowed) => !allowed,
+            // Unknown ids stay UNKNOWN_TOPIC_ID: there is no name to authorize.
+            None if by_id && topic.is_none() => false,
+            None => !ctx
+                .acl
+                .allows(session, Operation::Read, ResourceType::Topic, name),
         };
         let wanted: Vec<Wanted> = t
             .partitions
@@ -56,10 +80,14 @@ pub async fn handle(ctx: &Ctx, req: FetchRequest, version: i16) -> FetchResponse
                 partition: p.partition,
                 fetch_offset: p.fetch_offset,
                 max_bytes: p.partition_max_bytes.max(0) as usize,
-                log: topic
-                    .as_ref()
-                    .and_then(|tp| tp.partition(p.partition).cloned())
-                    .ok_or(missing),
+                log: if denied {
+                    Err(ResponseError::TopicAuthorizationFailed)
+                } else {
+                    topic
+                        .as_ref()
+                        .and_then(|tp| tp.partition(p.partition).cloned())
+                        .ok_or(missing)
+                },
             })
             .collect();
         topics.push((t.topic.clone(), t.topic_id, wanted));

@@ -1,6 +1,11 @@
 //! Group membership APIs: FindCoordinator, JoinGroup, SyncGroup, Heartbeat, LeaveGroup,
 //! ListGroups, DescribeGroups and DeleteGroups. The state machine is in [`crate::group`];
 //! these functions translate requests and responses and never block the coordinator.
+//!
+//! Authorization as in Kafka: FindCoordinator and DescribeGroups need DESCRIBE on the group,
+//! membership (join, sync, heartbeat, leave) READ, DeleteGroups DELETE — refused with
+//! GROUP_AUTHORIZATION_FAILED; ListGroups shows every group to clients with DESCRIBE on the
+//! cluster and otherwise only the groups they may DESCRIBE.
 
 use std::time::Duration;
 
@@ -21,6 +26,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 
 use super::{Ctx, Session, str_bytes};
+use crate::acl::{CLUSTER_NAME, Operation, ResourceType};
 use crate::group::{GroupState, JoinOutcome, JoinRequest};
 
 /// FindCoordinator key type of transactional ids; transactions are not supported.
@@ -30,6 +36,13 @@ fn opt(s: &Option<StrBytes>) -> Option<&str> {
     s.as_ref().map(|s| s.as_str())
 }
 
+/// Whether `session` may `op` the group `group`.
+fn may(ctx: &Ctx, session: &Session, op: Operation, group: &str) -> bool {
+    ctx.acl.allows(session, op, ResourceType::Group, group)
+}
+
+const GROUP_AUTH: ResponseError = ResponseError::GroupAuthorizationFailed;
+
 pub fn find_coordinator(
     ctx: &Ctx,
     session: &Session,
@@ -37,18 +50,30 @@ pub fn find_coordinator(
     version: i16,
 ) -> FindCoordinatorResponse {
     let (host, port) = &*session.advertised;
-    let error = (req.key_type == KEY_TYPE_TRANSACTION).then_some(ResponseError::InvalidRequest);
-    let message = error.map(|_| str_bytes("transactions are not supported by Runnel"));
+    let transactional = req.key_type == KEY_TYPE_TRANSACTION;
+    let refusal = |key: &str| {
+        if transactional {
+            Some((
+                ResponseError::InvalidRequest,
+                "transactions are not supported by Runnel",
+            ))
+        } else if !may(ctx, session, Operation::Describe, key) {
+            Some((GROUP_AUTH, "not authorized to describe the group"))
+        } else {
+            None
+        }
+    };
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
             .into_iter()
             .map(|key| {
+                let refused = refusal(key.as_str());
                 let c = Coordinator::default().with_key(key);
-                match error {
-                    Some(e) => c
+                match refused {
+                    Some((e, message)) => c
                         .with_error_code(e.code())
-                        .with_error_message(message.clone())
+                        .with_error_message(Some(str_bytes(message)))
                         .with_node_id(BrokerId(-1)),
                     None => c
                         .with_node_id(BrokerId(ctx.node_id))
@@ -60,11 +85,11 @@ pub fn find_coordinator(
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
     let r = FindCoordinatorResponse::default();
-    match error {
-        Some(e) => {
+    match refusal(req.key.as_str()) {
+        Some((e, message)) => {
             let r = r.with_error_code(e.code()).with_node_id(BrokerId(-1));
             if version >= 1 {
-                r.with_error_message(message)
+                r.with_error_message(Some(str_bytes(message)))
             } else {
                 r
             }
@@ -78,10 +103,25 @@ pub fn find_coordinator(
 
 pub async fn join(
     ctx: &Ctx,
+    session: &Session,
     req: JoinGroupRequest,
     version: i16,
     client_id: &str,
 ) -> JoinGroupResponse {
+    let outcome = if may(ctx, session, Operation::Read, req.group_id.as_str()) {
+        join_group(ctx, &req, version, client_id).await
+    } else {
+        JoinOutcome::error(GROUP_AUTH, "")
+    };
+    join_response(outcome, version)
+}
+
+async fn join_group(
+    ctx: &Ctx,
+    req: &JoinGroupRequest,
+    version: i16,
+    client_id: &str,
+) -> JoinOutcome {
     let request = JoinRequest {
         member_id: req.member_id.to_string(),
         instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
@@ -102,10 +142,13 @@ pub async fn join(
             .collect(),
         require_known_member_id: version >= 4,
     };
-    let outcome = tokio::select! {
+    tokio::select! {
         o = ctx.groups.join(req.group_id.as_str(), request) => o,
         _ = ctx.shutdown.cancelled() => JoinOutcome::error(ResponseError::CoordinatorNotAvailable, req.member_id.as_str()),
-    };
+    }
+}
+
+fn join_response(outcome: JoinOutcome, version: i16) -> JoinGroupResponse {
     let r = JoinGroupResponse::default()
         .with_error_code(outcome.error.map_or(0, |e| e.code()))
         .with_generation_id(outcome.generation)
@@ -137,7 +180,17 @@ pub async fn join(
     }
 }
 
-pub async fn sync(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+pub async fn sync(
+    ctx: &Ctx,
+    session: &Session,
+    req: SyncGroupRequest,
+    version: i16,
+) -> SyncGroupResponse {
+    if !may(ctx, session, Operation::Read, req.group_id.as_str()) {
+        return SyncGroupResponse::default()
+            .with_error_code(GROUP_AUTH.code())
+            .with_assignment(Bytes::new());
+    }
     let assignments = req
         .assignments
         .iter()
@@ -168,7 +221,10 @@ pub async fn sync(ctx: &Ctx, req: SyncGroupRequest, version: i16) -> SyncGroupRe
     }
 }
 
-pub fn heartbeat(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
+pub fn heartbeat(ctx: &Ctx, session: &Session, req: HeartbeatRequest) -> HeartbeatResponse {
+    if !may(ctx, session, Operation::Read, req.group_id.as_str()) {
+        return HeartbeatResponse::default().with_error_code(GROUP_AUTH.code());
+    }
     let result = ctx.groups.heartbeat(
         req.group_id.as_str(),
         req.member_id.as_str(),
@@ -178,8 +234,16 @@ pub fn heartbeat(ctx: &Ctx, req: HeartbeatRequest) -> HeartbeatResponse {
     HeartbeatResponse::default().with_error_code(result.err().map_or(0, |e| e.code()))
 }
 
-pub fn leave(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub fn leave(
+    ctx: &Ctx,
+    session: &Session,
+    req: LeaveGroupRequest,
+    version: i16,
+) -> LeaveGroupResponse {
     let group = req.group_id.as_str();
+    if !may(ctx, session, Operation::Read, group) {
+        return LeaveGroupResponse::default().with_error_code(GROUP_AUTH.code());
+    }
     if version < 3 {
         let result = ctx.groups.leave(group, req.member_id.as_str(), None);
         return LeaveGroupResponse::default().with_error_code(result.err().map_or(0, |e| e.code()));
@@ -200,14 +264,34 @@ pub fn leave(ctx: &Ctx, req: LeaveGroupRequest, version: i16) -> LeaveGroupRespo
     LeaveGroupResponse::default().with_members(members)
 }
 
-pub fn list(ctx: &Ctx, req: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+pub fn list(
+    ctx: &Ctx,
+    session: &Session,
+    req: ListGroupsRequest,
+    version: i16,
+) -> ListGroupsResponse {
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
+    let acl = &ctx.acl;
+    let all = acl.allows_quiet(
+        session,
+        Operation::Describe,
+        ResourceType::Cluster,
+        CLUSTER_NAME,
+    );
     let groups = ctx
         .groups
         .list()
         .into_iter()
         .filter(|g| states.is_empty() || states.contains(&g.state.name().to_lowercase()))
         .filter(|g| g.state != GroupState::Dead)
+        .filter(|g| {
+            all || acl.allows_quiet(
+                session,
+                Operation::Describe,
+                ResourceType::Group,
+                &g.group_id,
+            )
+        })
         .map(|g| {
             let listed = ListedGroup::default()
                 .with_group_id(GroupId(str_bytes(&g.group_id)))
@@ -227,48 +311,81 @@ pub fn list(ctx: &Ctx, req: ListGroupsRequest, version: i16) -> ListGroupsRespon
     ListGroupsResponse::default().with_groups(groups)
 }
 
-pub fn describe(ctx: &Ctx, req: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+pub fn describe(
+    ctx: &Ctx,
+    session: &Session,
+    req: DescribeGroupsRequest,
+    version: i16,
+) -> DescribeGroupsResponse {
+    let with_ops = version >= 3 && req.include_authorized_operations;
     let groups = req
         .groups
         .into_iter()
         .map(|id| {
-            let Some(view) = ctx.groups.describe(id.as_str()) else {
+            if !may(ctx, session, Operation::Describe, id.as_str()) {
                 return DescribedGroup::default()
                     .with_group_id(id)
-                    .with_group_state(str_bytes(GroupState::Dead.name()));
-            };
-            let members = view
-                .members
-                .into_iter()
-                .map(|m| {
-                    let d = DescribedGroupMember::default()
-                        .with_member_id(str_bytes(&m.member_id))
-                        .with_client_id(str_bytes(&m.client_id))
-                        .with_client_host(str_bytes(&m.client_host))
-                        .with_member_metadata(m.metadata)
-                        .with_member_assignment(m.assignment);
-                    if version >= 4 {
-                        d.with_group_instance_id(m.instance_id.as_deref().map(str_bytes))
-                    } else {
-                        d
-                    }
-                })
-                .collect();
-            DescribedGroup::default()
-                .with_group_id(id)
-                .with_group_state(str_bytes(view.state.name()))
-                .with_protocol_type(str_bytes(&view.protocol_type))
-                .with_protocol_data(str_bytes(&view.protocol_name))
-                .with_members(members)
+                    .with_error_code(GROUP_AUTH.code());
+            }
+            let described = describe_one(ctx, id, version);
+            if with_ops {
+                let ops = ctx.acl.authorized_operations(
+                    session,
+                    ResourceType::Group,
+                    described.group_id.as_str(),
+                );
+                described.with_authorized_operations(ops)
+            } else {
+                described
+            }
         })
         .collect();
     DescribeGroupsResponse::default().with_groups(groups)
 }
 
-pub async fn delete(ctx: &Ctx, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
+fn describe_one(ctx: &Ctx, id: GroupId, version: i16) -> DescribedGroup {
+    let Some(view) = ctx.groups.describe(id.as_str()) else {
+        return DescribedGroup::default()
+            .with_group_id(id)
+            .with_group_state(str_bytes(GroupState::Dead.name()));
+    };
+    let members = view
+        .members
+        .into_iter()
+        .map(|m| {
+            let d = DescribedGroupMember::default()
+                .with_member_id(str_bytes(&m.member_id))
+                .with_client_id(str_bytes(&m.client_id))
+                .with_client_host(str_bytes(&m.client_host))
+                .with_member_metadata(m.metadata)
+                .with_member_assignment(m.assignment);
+            if version >= 4 {
+                d.with_group_instance_id(m.instance_id.as_deref().map(str_bytes))
+            } else {
+                d
+            }
+        })
+        .collect();
+    DescribedGroup::default()
+        .with_group_id(id)
+        .with_group_state(str_bytes(view.state.name()))
+        .with_protocol_type(str_bytes(&view.protocol_type))
+        .with_protocol_data(str_bytes(&view.protocol_name))
+        .with_members(members)
+}
+
+pub async fn delete(
+    ctx: &Ctx,
+    session: &Session,
+    req: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(req.groups_names.len());
     for id in req.groups_names {
-        let result = ctx.groups.delete(id.as_str());
+        let result = if may(ctx, session, Operation::Delete, id.as_str()) {
+            ctx.groups.delete(id.as_str())
+        } else {
+            Err(GROUP_AUTH)
+        };
         let result = match result {
             Ok(()) => super::offsets::delete_group(ctx, id.as_str()).await,
             Err(e) => Err(e),

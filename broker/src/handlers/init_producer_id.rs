@@ -2,14 +2,22 @@
 //! for requests without a transactional id. Transactions are not supported: a request with a
 //! transactional id is refused with INVALID_REQUEST (InitProducerId has no error message
 //! field), and the transaction APIs are not advertised.
+//!
+//! Authorization (KIP-679): IDEMPOTENT_WRITE on the cluster, or WRITE on at least one topic;
+//! CLUSTER_AUTHORIZATION_FAILED otherwise.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
-use super::Ctx;
+use super::{Ctx, Session};
+use crate::acl::{Operation, ResourceType};
 use crate::log::wait;
 
-pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn handle(
+    ctx: &Ctx,
+    session: &Session,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let refused = |code: ResponseError| {
         InitProducerIdResponse::default()
             .with_error_code(code.code())
@@ -21,6 +29,12 @@ pub async fn handle(ctx: &Ctx, req: InitProducerIdRequest) -> InitProducerIdResp
             "InitProducerId with a transactional id refused: transactions are not supported"
         );
         return refused(ResponseError::InvalidRequest);
+    }
+    let acl = &ctx.acl;
+    if !acl.allows_cluster(session, Operation::IdempotentWrite)
+        && !acl.allows_some(session, Operation::Write, ResourceType::Topic)
+    {
+        return refused(ResponseError::ClusterAuthorizationFailed);
     }
     match wait(ctx.meta.next_producer_id()).await {
         Ok(Ok(id)) => InitProducerIdResponse::default()

@@ -7,7 +7,8 @@ use kafka_protocol::messages::list_offsets_response::{
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
-use super::{Ctx, blocking};
+use super::{Ctx, Session, blocking};
+use crate::acl::{Operation, ResourceType};
 use crate::log::{PartitionLog, StoreError, TimestampOffset};
 
 const LATEST: i64 = -1;
@@ -16,15 +17,35 @@ const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
-pub async fn handle(ctx: &Ctx, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+/// Needs DESCRIBE on each topic (TOPIC_AUTHORIZATION_FAILED per partition otherwise).
+pub async fn handle(
+    ctx: &Ctx,
+    session: &Session,
+    req: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
     // leader_epoch exists from v4; the codec refuses to encode it for older versions.
     let epoch = if version >= 4 { 0 } else { -1 };
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
+        let authorized = ctx.acl.allows(
+            session,
+            Operation::Describe,
+            ResourceType::Topic,
+            t.name.as_str(),
+        );
         let topic = ctx.topics.get(t.name.as_str());
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let r = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            if !authorized {
+                partitions.push(
+                    r.with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        .with_offset(-1)
+                        .with_timestamp(-1),
+                );
+                continue;
+            }
             let Some(part) = topic
                 .as_ref()
                 .and_then(|tp| tp.partition(p.partition_index))

@@ -1,6 +1,10 @@
 //! Metadata: brokers (just this one), and topics with their partitions, led by this node.
 //! Unknown topics named in the request are auto-created when both the request and
 //! `topics.auto_create` allow it, as librdkafka and the Java client expect.
+//!
+//! Authorization as in Kafka: "all topics" lists only the topics the client may DESCRIBE; a
+//! named topic it may not DESCRIBE is answered TOPIC_AUTHORIZATION_FAILED whether it exists or
+//! not; auto-creation also needs CREATE on the cluster or on the topic.
 
 use kafka_protocol::ResponseError;
 use kafka_protocol::messages::metadata_response::{
@@ -9,6 +13,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
 use super::{Ctx, Session, str_bytes, topic_name};
+use crate::acl::{CLUSTER_NAME, Operation, ResourceType};
 use crate::topics::Topic;
 
 pub async fn handle(
@@ -19,8 +24,17 @@ pub async fn handle(
 ) -> MetadataResponse {
     // v0 has no null list: an empty one means "all topics".
     let wanted = req.topics.filter(|t| version > 0 || !t.is_empty());
-    let topics = match wanted {
-        None => ctx.topics.list().iter().map(|t| describe(ctx, t)).collect(),
+    let mut topics: Vec<MetadataResponseTopic> = match wanted {
+        None => ctx
+            .topics
+            .list()
+            .iter()
+            .filter(|t| {
+                let acl = &ctx.acl;
+                acl.allows_quiet(session, Operation::Describe, ResourceType::Topic, t.name())
+            })
+            .map(|t| describe(ctx, t))
+            .collect(),
         Some(wanted) => {
             // v0–v3 have no flag: those clients always expect auto-creation.
             let auto =
@@ -28,15 +42,37 @@ pub async fn handle(
             let mut out = Vec::with_capacity(wanted.len());
             for t in wanted {
                 out.push(match t.name {
-                    Some(name) => by_name(ctx, name.as_str(), auto).await,
-                    None => by_id(ctx, t.topic_id),
+                    Some(name) => by_name(ctx, session, name.as_str(), auto).await,
+                    None => by_id(ctx, session, t.topic_id),
                 });
             }
             out
         }
     };
+    if version >= 8 && req.include_topic_authorized_operations {
+        for t in &mut topics {
+            if let Some(name) = &t.name {
+                t.topic_authorized_operations =
+                    ctx.acl
+                        .authorized_operations(session, ResourceType::Topic, name.as_str());
+            }
+        }
+    }
     let (host, port) = &*session.advertised;
-    MetadataResponse::default()
+    let response = MetadataResponse::default();
+    // v8–v10 carry the cluster's authorized operations (0 without DESCRIBE on it, as Kafka).
+    let response = if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
+        let ops = if ctx.acl.allows_cluster(session, Operation::Describe) {
+            ctx.acl
+                .authorized_operations(session, ResourceType::Cluster, CLUSTER_NAME)
+        } else {
+            0
+        };
+        response.with_cluster_authorized_operations(ops)
+    } else {
+        response
+    };
+    response
         .with_brokers(vec![
             MetadataResponseBroker::default()
                 .with_node_id(BrokerId(ctx.node_id))
@@ -48,12 +84,22 @@ pub async fn handle(
         .with_topics(topics)
 }
 
-async fn by_name(ctx: &Ctx, name: &str, auto: bool) -> MetadataResponseTopic {
-    if let Some(topic) = ctx.topics.get(name) {
+async fn by_name(ctx: &Ctx, session: &Session, name: &str, auto: bool) -> MetadataResponseTopic {
+    let acl = &ctx.acl;
+    let error = if !acl.allows(session, Operation::Describe, ResourceType::Topic, name) {
+        ResponseError::TopicAuthorizationFailed
+    } else if let Some(topic) = ctx.topics.get(name) {
         return describe(ctx, &topic);
-    }
-    let error = if !auto {
+    } else if !auto {
         ResponseError::UnknownTopicOrPartition
+    } else if !acl.allows_quiet(
+        session,
+        Operation::Create,
+        ResourceType::Cluster,
+        CLUSTER_NAME,
+    ) && !acl.allows(session, Operation::Create, ResourceType::Topic, name)
+    {
+        ResponseError::TopicAuthorizationFailed
     } else {
         let partitions = ctx.config.topics.default_partitions;
         match ctx
@@ -78,13 +124,27 @@ async fn by_name(ctx: &Ctx, name: &str, auto: bool) -> MetadataResponseTopic {
         .with_error_code(error.code())
 }
 
-fn by_id(ctx: &Ctx, id: uuid::Uuid) -> MetadataResponseTopic {
-    match ctx.topics.get_by_id(id) {
-        Some(topic) => describe(ctx, &topic),
-        None => MetadataResponseTopic::default()
-            .with_topic_id(id)
-            .with_error_code(ResponseError::UnknownTopicId.code()),
-    }
+/// Topic ids are not secret (Kafka's rule): an existing topic the client may not DESCRIBE is
+/// answered TOPIC_AUTHORIZATION_FAILED with its id and no name.
+fn by_id(ctx: &Ctx, session: &Session, id: uuid::Uuid) -> MetadataResponseTopic {
+    let error = match ctx.topics.get_by_id(id) {
+        Some(topic) => {
+            let acl = &ctx.acl;
+            if acl.allows(
+                session,
+                Operation::Describe,
+                ResourceType::Topic,
+                topic.name(),
+            ) {
+                return describe(ctx, &topic);
+            }
+            ResponseError::TopicAuthorizationFailed
+        }
+        None => ResponseError::UnknownTopicId,
+    };
+    MetadataResponseTopic::default()
+        .with_topic_id(id)
+        .with_error_code(error.code())
 }
 
 fn describe(ctx: &Ctx, topic: &Topic) -> MetadataResponseTopic {

@@ -2,6 +2,7 @@
 //! returns the response message; it never touches a socket, so each is testable on its own.
 //! Kafka errors travel as per-resource error codes inside the response.
 
+pub mod acls;
 pub mod api_versions;
 pub mod configs;
 pub mod delete_records;
@@ -49,6 +50,8 @@ pub struct Ctx {
     pub holds: Arc<crate::uplink::Holds>,
     /// Notified when an append failed for the disk budget, so retention frees space at once.
     pub disk_pressure: Arc<tokio::sync::Notify>,
+    /// ACLs: who may do what; every handler asks it before acting.
+    pub acl: Arc<crate::acl::Authorizer>,
 }
 
 /// What a handler knows about the connection its request came in on.

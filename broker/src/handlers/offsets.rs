@@ -10,7 +10,12 @@
 //! - storage failures answer COORDINATOR_NOT_AVAILABLE, which clients retry (Kafka answers
 //!   the same when its offsets log cannot be written);
 //! - the response builders set only fields the requested version has (the codec refuses
-//!   to encode others), which the tests check at every advertised version.
+//!   to encode others), which the tests check at every advertised version;
+//! - authorization as in Kafka: OffsetCommit needs READ on the group and on each topic,
+//!   OffsetFetch DESCRIBE on both (topics the client may not DESCRIBE are left out of a fetch
+//!   of all offsets), OffsetDelete DELETE on the group and READ on each topic. A refused group
+//!   refuses the whole request (GROUP_AUTHORIZATION_FAILED); a refused topic only its
+//!   partitions (TOPIC_AUTHORIZATION_FAILED), checked before whether it exists.
 
 use std::collections::HashSet;
 
@@ -30,7 +35,8 @@ use kafka_protocol::messages::{
     OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 
-use super::{Ctx, blocking, str_bytes};
+use super::{Ctx, Session, blocking, str_bytes};
+use crate::acl::{Operation, ResourceType};
 use crate::log::{
     CommittedOffset, MAX_GROUP_ID_BYTES, OffsetCommit, StoreError, TopicPartition, wait,
 };
@@ -44,12 +50,27 @@ type Codes = Vec<(TopicName, Vec<(i32, i16)>)>;
 type Wanted = Option<Vec<(TopicName, Vec<i32>)>>;
 /// Per-topic, per-partition refusals (`None`: accepted), in request order.
 type Plan = Vec<(TopicName, Vec<(i32, Option<ResponseError>)>)>;
-/// Offsets of one group as answered: `None` for partitions without a commit.
-type Found = Vec<(TopicName, Vec<(i32, Option<CommittedOffset>)>)>;
+/// Offsets of one group as answered: `None` for partitions without a commit, with the
+/// partition's own error (a topic the client may not DESCRIBE).
+type Found = Vec<(
+    TopicName,
+    Vec<(i32, Option<CommittedOffset>, Option<ResponseError>)>,
+)>;
 
-pub async fn commit(ctx: &Ctx, req: OffsetCommitRequest, _version: i16) -> OffsetCommitResponse {
+fn may(ctx: &Ctx, session: &Session, op: Operation, rt: ResourceType, name: &str) -> bool {
+    ctx.acl.allows(session, op, rt, name)
+}
+
+pub async fn commit(
+    ctx: &Ctx,
+    session: &Session,
+    req: OffsetCommitRequest,
+    _version: i16,
+) -> OffsetCommitResponse {
     let group = req.group_id.to_string();
-    let whole = if !valid_group_id(&group) {
+    let whole = if !may(ctx, session, Operation::Read, ResourceType::Group, &group) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else if !valid_group_id(&group) {
         Some(ResponseError::InvalidGroupId)
     } else {
         let instance = req.group_instance_id.as_deref();
@@ -62,14 +83,20 @@ pub async fn commit(ctx: &Ctx, req: OffsetCommitRequest, _version: i16) -> Offse
     let mut commits = Vec::new();
     let mut plan = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
-        let found = ctx.topics.get(topic.name.as_str());
+        let name = topic.name.as_str();
+        let topic_refusal = (whole.is_none()
+            && !may(ctx, session, Operation::Read, ResourceType::Topic, name))
+        .then_some(ResponseError::TopicAuthorizationFailed);
+        let found = ctx.topics.get(name);
         let mut parts = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
             let exists = found
                 .as_ref()
                 .is_some_and(|t| t.partition(p.partition_index).is_some());
             let metadata = p.committed_metadata.as_deref().unwrap_or("");
-            let refusal = whole.or_else(|| partition_refusal(exists, metadata));
+            let refusal = whole
+                .or(topic_refusal)
+                .or_else(|| partition_refusal(exists, metadata));
             if refusal.is_none() {
                 commits.push(OffsetCommit {
                     group: group.clone(),
@@ -101,7 +128,12 @@ pub async fn commit(ctx: &Ctx, req: OffsetCommitRequest, _version: i16) -> Offse
     commit_response(answer(plan, stored))
 }
 
-pub async fn fetch(ctx: &Ctx, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub async fn fetch(
+    ctx: &Ctx,
+    session: &Session,
+    req: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
     if version >= 8 {
         let mut answers = Vec::with_capacity(req.groups.len());
         for g in req.groups {
@@ -109,21 +141,45 @@ pub async fn fetch(ctx: &Ctx, req: OffsetFetchRequest, version: i16) -> OffsetFe
                 let pairs = ts.into_iter().map(|t| (t.name, t.partition_indexes));
                 pairs.collect()
             });
-            let (error, found) = fetch_group(ctx, &g.group_id, wanted).await;
+            let (error, found) = fetch_group(ctx, session, &g.group_id, wanted).await;
             answers.push((g.group_id, error, found));
         }
         return fetch_response_batched(answers);
     }
-    let wanted = req.topics.map(|ts| {
+    let wanted: Wanted = req.topics.map(|ts| {
         let pairs = ts.into_iter().map(|t| (t.name, t.partition_indexes));
         pairs.collect()
     });
-    let (error, found) = fetch_group(ctx, &req.group_id, wanted).await;
+    let group = req.group_id.as_str();
+    if version < 2
+        && !may(
+            ctx,
+            session,
+            Operation::Describe,
+            ResourceType::Group,
+            group,
+        )
+    {
+        // v1 has no top-level error: Kafka answers it on every requested partition.
+        let refused = ResponseError::GroupAuthorizationFailed.code();
+        let each = wanted.unwrap_or_default().into_iter();
+        let found = each.map(|(name, parts)| (name, parts.into_iter().map(|p| (p, None, None))));
+        let found = found.map(|(name, parts)| (name, parts.collect())).collect();
+        return fetch_response_single(refused, found, version);
+    }
+    let (error, found) = fetch_group(ctx, session, group, wanted).await;
     fetch_response_single(error, found, version)
 }
 
-pub async fn delete(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn delete(
+    ctx: &Ctx,
+    session: &Session,
+    req: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
     let group = req.group_id.to_string();
+    if !may(ctx, session, Operation::Delete, ResourceType::Group, &group) {
+        return delete_response(ResponseError::GroupAuthorizationFailed.code(), Vec::new());
+    }
     if group.is_empty() {
         return delete_response(ResponseError::InvalidGroupId.code(), Vec::new());
     }
@@ -144,11 +200,15 @@ pub async fn delete(ctx: &Ctx, req: OffsetDeleteRequest) -> OffsetDeleteResponse
     let mut doomed = Vec::new();
     let mut plan = Vec::with_capacity(req.topics.len());
     for topic in req.topics {
-        let found = ctx.topics.get(topic.name.as_str());
+        let name = topic.name.as_str();
+        let authorized = may(ctx, session, Operation::Read, ResourceType::Topic, name);
+        let found = ctx.topics.get(name);
         let mut parts = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
             let index = p.partition_index;
-            let refusal = if found.as_ref().is_none_or(|t| t.partition(index).is_none()) {
+            let refusal = if !authorized {
+                Some(ResponseError::TopicAuthorizationFailed)
+            } else if found.as_ref().is_none_or(|t| t.partition(index).is_none()) {
                 Some(ResponseError::UnknownTopicOrPartition)
             } else if subscribed.contains(topic.name.as_str()) {
                 Some(ResponseError::GroupSubscribedToTopic)
@@ -214,9 +274,27 @@ fn answer(plan: Plan, stored: Option<ResponseError>) -> Codes {
 }
 
 /// Reads one group's offsets; the error code is group-wide.
-async fn fetch_group(ctx: &Ctx, group: &str, wanted: Wanted) -> (i16, Found) {
+async fn fetch_group(ctx: &Ctx, session: &Session, group: &str, wanted: Wanted) -> (i16, Found) {
+    if !may(
+        ctx,
+        session,
+        Operation::Describe,
+        ResourceType::Group,
+        group,
+    ) {
+        return (ResponseError::GroupAuthorizationFailed.code(), Vec::new());
+    }
+    let acl = &ctx.acl;
+    let denied: HashSet<TopicName> = wanted
+        .iter()
+        .flatten()
+        .map(|(name, _)| name)
+        .filter(|name| !acl.allows(session, Operation::Describe, ResourceType::Topic, name))
+        .cloned()
+        .collect();
     let only: Option<Vec<TopicPartition>> = wanted.as_ref().map(|ts| {
-        let each = ts.iter().flat_map(|(name, parts)| {
+        let allowed = ts.iter().filter(|(name, _)| !denied.contains(name));
+        let each = allowed.flat_map(|(name, parts)| {
             parts.iter().map(|p| TopicPartition {
                 topic: name.to_string(),
                 partition: *p,
@@ -235,13 +313,16 @@ async fn fetch_group(ctx: &Ctx, group: &str, wanted: Wanted) -> (i16, Found) {
         Some(topics) => topics
             .into_iter()
             .map(|(name, parts)| {
+                let refused = denied
+                    .contains(&name)
+                    .then_some(ResponseError::TopicAuthorizationFailed);
                 let topic = name.to_string();
                 let parts = parts.into_iter().map(|p| {
                     let key = TopicPartition {
                         topic: topic.clone(),
                         partition: p,
                     };
-                    (p, stored.remove(&key))
+                    (p, stored.remove(&key), refused)
                 });
                 (name, parts.collect())
             })
@@ -251,14 +332,18 @@ async fn fetch_group(ctx: &Ctx, group: &str, wanted: Wanted) -> (i16, Found) {
             for (tp, offset) in stored {
                 match found.last_mut() {
                     Some((name, parts)) if name.as_str() == tp.topic => {
-                        parts.push((tp.partition, Some(offset)))
+                        parts.push((tp.partition, Some(offset), None))
                     }
                     _ => found.push((
                         super::topic_name(&tp.topic),
-                        vec![(tp.partition, Some(offset))],
+                        vec![(tp.partition, Some(offset), None)],
                     )),
                 }
             }
+            // Offsets of topics the client may not DESCRIBE are left out, as in Kafka.
+            found.retain(|(name, _)| {
+                acl.allows_quiet(session, Operation::Describe, ResourceType::Topic, name)
+            });
             found
         }
     };
@@ -290,14 +375,14 @@ fn shown(o: Option<CommittedOffset>) -> (i64, i32, String) {
 /// partition (v1 has no top-level error).
 fn fetch_response_single(error: i16, found: Found, version: i16) -> OffsetFetchResponse {
     let topics = found.into_iter().map(|(name, parts)| {
-        let parts = parts.into_iter().map(|(index, o)| {
+        let parts = parts.into_iter().map(|(index, o, own)| {
             let (offset, epoch, metadata) = shown(o);
             OffsetFetchResponsePartition::default()
                 .with_partition_index(index)
                 .with_committed_offset(offset)
                 .with_committed_leader_epoch(epoch)
                 .with_metadata(Some(str_bytes(&metadata)))
-                .with_error_code(error)
+                .with_error_code(own.map_or(error, |e| e.code()))
         });
         OffsetFetchResponseTopic::default()
             .with_name(name)
@@ -315,13 +400,14 @@ fn fetch_response_single(error: i16, found: Found, version: i16) -> OffsetFetchR
 fn fetch_response_batched(groups: Vec<(GroupId, i16, Found)>) -> OffsetFetchResponse {
     let groups = groups.into_iter().map(|(group_id, error, found)| {
         let topics = found.into_iter().map(|(name, parts)| {
-            let parts = parts.into_iter().map(|(index, o)| {
+            let parts = parts.into_iter().map(|(index, o, own)| {
                 let (offset, epoch, metadata) = shown(o);
                 OffsetFetchResponsePartitions::default()
                     .with_partition_index(index)
                     .with_committed_offset(offset)
                     .with_committed_leader_epoch(epoch)
                     .with_metadata(Some(str_bytes(&metadata)))
+                    .with_error_code(own.map_or(0, |e| e.code()))
             });
             OffsetFetchResponseTopics::default()
                 .with_name(name)
@@ -372,7 +458,11 @@ mod tests {
             metadata: "meta".into(),
             commit_timestamp_ms: 1,
         };
-        vec![(super::super::topic_name("t"), vec![(0, Some(o)), (1, None)])]
+        let refused = Some(ResponseError::TopicAuthorizationFailed);
+        vec![(
+            super::super::topic_name("t"),
+            vec![(0, Some(o), None), (1, None, None), (2, None, refused)],
+        )]
     }
 
     #[test]
@@ -415,6 +505,20 @@ mod tests {
             (-1, -1)
         );
         assert_eq!(parts[1].metadata.as_deref(), Some(""));
+    }
+
+    #[test]
+    fn a_partition_error_wins_over_the_group_error() {
+        let codes = |r: &OffsetFetchResponse| -> Vec<i16> {
+            r.topics[0].partitions.iter().map(|p| p.error_code).collect()
+        };
+        assert_eq!(codes(&fetch_response_single(0, found(), 5)), [0, 0, 29]);
+        assert_eq!(codes(&fetch_response_single(15, found(), 1)), [15, 15, 29]);
+        let groups = vec![(GroupId(str_bytes("g")), 0, found())];
+        let batched = fetch_response_batched(groups);
+        let parts = &batched.groups[0].topics[0].partitions;
+        let codes: Vec<i16> = parts.iter().map(|p| p.error_code).collect();
+        assert_eq!(codes, [0, 0, 29]);
     }
 
     #[test]

@@ -11,7 +11,8 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
-use super::{Ctx, str_bytes};
+use super::{Ctx, Session, str_bytes};
+use crate::acl::{Operation, ResourceType};
 use crate::log::producers::{ProducerBatch, increment_seq};
 use crate::log::{AppendItem, StoreError, wait};
 use crate::protocol::batch::{self, BatchError};
@@ -24,19 +25,34 @@ enum Slot {
 }
 
 /// Validates `req` and queues its batches now; the returned future resolves to the response
-/// once they are durable (or refused).
+/// once they are durable (or refused). Topics `session` may not WRITE are refused with
+/// TOPIC_AUTHORIZATION_FAILED before anything else is looked at (Kafka's order: no hint
+/// whether they exist). Idempotent batches need no more than that (KIP-679: the producer id
+/// was authorized by InitProducerId).
 pub fn start(
     ctx: &Ctx,
+    session: &Session,
     req: ProduceRequest,
 ) -> impl std::future::Future<Output = ProduceResponse> + Send + 'static {
     let acks_ok = matches!(req.acks, -1..=1);
     let mut items = Vec::new();
     let mut plan: Plan = Vec::new();
     for topic in req.topic_data {
+        let authorized = ctx.acl.allows(
+            session,
+            Operation::Write,
+            ResourceType::Topic,
+            topic.name.as_str(),
+        );
         let found = ctx.topics.get(topic.name.as_str());
         let mut slots = Vec::with_capacity(topic.partition_data.len());
         for part in topic.partition_data {
-            let slot = if !acks_ok {
+            let slot = if !authorized {
+                Slot::Ready(ApiError::new(
+                    ResponseError::TopicAuthorizationFailed,
+                    format!("not authorized to write to topic {:?}", topic.name.as_str()),
+                ))
+            } else if !acks_ok {
                 Slot::Ready(ApiError::new(
                     ResponseError::InvalidRequiredAcks,
                     format!("acks must be -1, 0 or 1, got {}", req.acks),

@@ -1,4 +1,9 @@
 //! CreateTopics, DeleteTopics and CreatePartitions.
+//!
+//! Authorization as in Kafka: creating needs CREATE on the cluster or on the topic (and its
+//! configs are only shown with DESCRIBE_CONFIGS on it), deleting needs DELETE on the topic,
+//! adding partitions ALTER on it; a topic the client may not DESCRIBE is refused with
+//! TOPIC_AUTHORIZATION_FAILED before its existence is checked.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +18,8 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse,
 };
 
-use super::{Ctx, str_bytes};
+use super::{Ctx, Session, str_bytes};
+use crate::acl::{CLUSTER_NAME, Operation, ResourceType};
 use crate::topics::ApiError;
 
 /// Kafka's config source code for a default value.
@@ -21,18 +27,61 @@ const SOURCE_DEFAULT: i8 = 5;
 /// Kafka's config source code for a topic-level override.
 const SOURCE_TOPIC: i8 = 1;
 
-pub async fn create(ctx: &Ctx, req: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn create(
+    ctx: &Ctx,
+    session: &Session,
+    req: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
+    let acl = &ctx.acl;
+    let cluster_create = acl.allows_quiet(
+        session,
+        Operation::Create,
+        ResourceType::Cluster,
+        CLUSTER_NAME,
+    );
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.as_str().to_owned();
         let result = CreatableTopicResult::default().with_name(t.name.clone());
-        let outcome = create_one(ctx, &t, req.validate_only).await;
+        let outcome = if cluster_create
+            || acl.allows(session, Operation::Create, ResourceType::Topic, &name)
+        {
+            create_one(ctx, &t, req.validate_only).await
+        } else {
+            Err(ApiError::new(
+                ResponseError::TopicAuthorizationFailed,
+                format!("not authorized to create topic {name:?}"),
+            ))
+        };
+        let describable = || {
+            acl.allows_quiet(
+                session,
+                Operation::DescribeConfigs,
+                ResourceType::Topic,
+                &name,
+            )
+        };
         results.push(match outcome {
-            Ok((id, partitions, configs)) => result
+            Ok((id, partitions, configs)) if describable() => result
                 .with_topic_id(id)
                 .with_num_partitions(partitions)
                 .with_replication_factor(1)
                 .with_configs(Some(configs)),
+            // Created, but its settings are not the client's to see (Kafka's rule).
+            Ok((id, _, _)) => {
+                let result = result
+                    .with_topic_id(id)
+                    .with_num_partitions(-1)
+                    .with_replication_factor(-1)
+                    .with_configs(Some(Vec::new()));
+                if version >= 5 {
+                    let code = ResponseError::TopicAuthorizationFailed.code();
+                    result.with_topic_config_error_code(code)
+                } else {
+                    result
+                }
+            }
             Err(e) => {
                 tracing::debug!(topic = %name, error = %e.message, "CreateTopics refused");
                 result
@@ -134,7 +183,12 @@ fn check_assignment<'a>(
     }
 }
 
-pub async fn delete(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn delete(
+    ctx: &Ctx,
+    session: &Session,
+    req: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     // v6+ names topics by name or id in `topics`; earlier versions list names.
     let wanted: Vec<(Option<String>, uuid::Uuid)> = if version >= 6 {
         req.topics
@@ -153,13 +207,16 @@ pub async fn delete(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> Delete
             Some(n) => ctx.topics.get(n),
             None => ctx.topics.get_by_id(id),
         };
-        let result = DeletableTopicResult::default().with_name(
-            name.as_deref()
-                .or(topic.as_ref().map(|t| t.name()))
-                .map(super::topic_name),
-        );
-        let outcome = match &topic {
-            None => Err(ApiError::new(
+        let checked = delete_check(ctx, session, name.as_deref(), topic.as_deref());
+        // A topic named only by id keeps its name from clients that may not DESCRIBE it.
+        let shown = match &checked {
+            Err((_, Hidden::Name)) => None,
+            _ => name.as_deref().or(topic.as_ref().map(|t| t.name())),
+        };
+        let result = DeletableTopicResult::default().with_name(shown.map(super::topic_name));
+        let outcome = match (checked, &topic) {
+            (Err((e, _)), _) => Err(e),
+            (Ok(()), None) => Err(ApiError::new(
                 if name.is_some() {
                     ResponseError::UnknownTopicOrPartition
                 } else {
@@ -167,7 +224,7 @@ pub async fn delete(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> Delete
                 },
                 "topic does not exist",
             )),
-            Some(t) => ctx.topics.delete(t.name()).await,
+            (Ok(()), Some(t)) => ctx.topics.delete(t.name()).await,
         };
         let result = if version >= 6 {
             result.with_topic_id(topic.as_ref().map(|t| t.id()).unwrap_or(id))
@@ -184,15 +241,60 @@ pub async fn delete(ctx: &Ctx, req: DeleteTopicsRequest, version: i16) -> Delete
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
+/// Whether a refused deletion may show the topic's name.
+enum Hidden {
+    Nothing,
+    Name,
+}
+
+/// Kafka's DeleteTopics checks: DESCRIBE (by name) before existence, DELETE after it; a topic
+/// named by id that the client may not DESCRIBE is refused without its name.
+fn delete_check(
+    ctx: &Ctx,
+    session: &Session,
+    name: Option<&str>,
+    topic: Option<&crate::topics::Topic>,
+) -> Result<(), (ApiError, Hidden)> {
+    let refused = |what: &str, name: &str, hidden| {
+        let message = format!("not authorized to {what} topic {name:?}");
+        let error = ApiError::new(ResponseError::TopicAuthorizationFailed, message);
+        Err((error, hidden))
+    };
+    let acl = &ctx.acl;
+    let can = |op, name: &str| acl.allows(session, op, ResourceType::Topic, name);
+    match (name, topic) {
+        (Some(n), _) if !can(Operation::Describe, n) => refused("describe", n, Hidden::Nothing),
+        (_, None) => Ok(()),
+        (_, Some(t)) if can(Operation::Delete, t.name()) => Ok(()),
+        (None, Some(t)) if !can(Operation::Describe, t.name()) => {
+            let id = t.id().to_string();
+            refused("describe", &id, Hidden::Name)
+        }
+        (_, Some(t)) => refused("delete", t.name(), Hidden::Nothing),
+    }
+}
+
 pub async fn create_partitions(
     ctx: &Ctx,
+    session: &Session,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let outcome = match &t.assignments {
-            Some(a) => check_assignment(ctx, a.iter().map(|x| &x.broker_ids[..])),
-            None => Ok(()),
+        let name = t.name.as_str();
+        let outcome = if !ctx
+            .acl
+            .allows(session, Operation::Alter, ResourceType::Topic, name)
+        {
+            Err(ApiError::new(
+                ResponseError::TopicAuthorizationFailed,
+                format!("not authorized to alter topic {name:?}"),
+            ))
+        } else {
+            match &t.assignments {
+                Some(a) => check_assignment(ctx, a.iter().map(|x| &x.broker_ids[..])),
+                None => Ok(()),
+            }
         };
         let outcome = match outcome {
             Ok(()) => {

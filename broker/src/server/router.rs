@@ -61,6 +61,10 @@ pub const SUPPORTED: &[Api] = &[
     api(ApiKey::ListGroups, 0, 5),
     api(ApiKey::DescribeGroups, 0, 5),
     api(ApiKey::DeleteGroups, 0, 2),
+    // v0 (no pattern type) was dropped by Kafka 4.0 and is not decoded by the codec.
+    api(ApiKey::CreateAcls, 1, 3),
+    api(ApiKey::DescribeAcls, 1, 3),
+    api(ApiKey::DeleteAcls, 1, 3),
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static Api> {
@@ -147,14 +151,15 @@ fn malformed(raw: &RawRequest, reason: String) -> DecodeError {
 }
 
 /// Queues a produce request's batches now and returns the future of its response frame
-/// (`None` for acks=0). See [`handlers::produce::start`].
-pub fn start_produce(
+/// (`None` for acks=0), authorized for `session`. See [`handlers::produce::start`].
+pub fn start_produce_as(
     ctx: &Ctx,
+    session: &Session,
     raw: RawRequest,
     req: ProduceRequest,
 ) -> impl Future<Output = Result<Option<Bytes>, RouteError>> + Send + 'static {
     let acks = req.acks;
-    let response = handlers::produce::start(ctx, req);
+    let response = handlers::produce::start(ctx, session, req);
     async move {
         let response = response.await;
         if acks != 0 {
@@ -190,24 +195,33 @@ pub async fn dispatch(
             &raw,
             &handlers::metadata::handle(ctx, session, req, v).await,
         ),
-        RequestKind::Produce(req) => start_produce(ctx, raw, req).await,
-        RequestKind::Fetch(req) => encode(&raw, &handlers::fetch::handle(ctx, req, v).await),
-        RequestKind::ListOffsets(req) => {
-            encode(&raw, &handlers::list_offsets::handle(ctx, req, v).await)
+        RequestKind::Produce(req) => start_produce_as(ctx, session, raw, req).await,
+        RequestKind::Fetch(req) => {
+            encode(&raw, &handlers::fetch::handle(ctx, session, req, v).await)
         }
-        RequestKind::CreateTopics(req) => encode(&raw, &handlers::topics::create(ctx, req).await),
+        RequestKind::ListOffsets(req) => encode(
+            &raw,
+            &handlers::list_offsets::handle(ctx, session, req, v).await,
+        ),
+        RequestKind::CreateTopics(req) => {
+            encode(&raw, &handlers::topics::create(ctx, session, req, v).await)
+        }
         RequestKind::DeleteTopics(req) => {
-            encode(&raw, &handlers::topics::delete(ctx, req, v).await)
+            encode(&raw, &handlers::topics::delete(ctx, session, req, v).await)
         }
-        RequestKind::CreatePartitions(req) => {
-            encode(&raw, &handlers::topics::create_partitions(ctx, req).await)
+        RequestKind::CreatePartitions(req) => encode(
+            &raw,
+            &handlers::topics::create_partitions(ctx, session, req).await,
+        ),
+        RequestKind::DeleteRecords(req) => encode(
+            &raw,
+            &handlers::delete_records::handle(ctx, session, req).await,
+        ),
+        RequestKind::DescribeConfigs(req) => {
+            encode(&raw, &handlers::configs::describe(ctx, session, req))
         }
-        RequestKind::DeleteRecords(req) => {
-            encode(&raw, &handlers::delete_records::handle(ctx, req).await)
-        }
-        RequestKind::DescribeConfigs(req) => encode(&raw, &handlers::configs::describe(ctx, req)),
         RequestKind::IncrementalAlterConfigs(req) => {
-            encode(&raw, &handlers::configs::alter(ctx, req).await)
+            encode(&raw, &handlers::configs::alter(ctx, session, req).await)
         }
         RequestKind::FindCoordinator(req) => encode(
             &raw,
@@ -216,27 +230,53 @@ pub async fn dispatch(
         RequestKind::JoinGroup(req) => {
             let client_id = raw.header.client_id.as_ref().map(|c| c.to_string());
             let client_id = client_id.unwrap_or_default();
-            encode(&raw, &handlers::groups::join(ctx, req, v, &client_id).await)
+            let response = handlers::groups::join(ctx, session, req, v, &client_id).await;
+            encode(&raw, &response)
         }
-        RequestKind::SyncGroup(req) => encode(&raw, &handlers::groups::sync(ctx, req, v).await),
-        RequestKind::Heartbeat(req) => encode(&raw, &handlers::groups::heartbeat(ctx, req)),
-        RequestKind::LeaveGroup(req) => encode(&raw, &handlers::groups::leave(ctx, req, v)),
-        RequestKind::ListGroups(req) => encode(&raw, &handlers::groups::list(ctx, req, v)),
-        RequestKind::DescribeGroups(req) => encode(&raw, &handlers::groups::describe(ctx, req, v)),
-        RequestKind::DeleteGroups(req) => encode(&raw, &handlers::groups::delete(ctx, req).await),
+        RequestKind::SyncGroup(req) => {
+            encode(&raw, &handlers::groups::sync(ctx, session, req, v).await)
+        }
+        RequestKind::Heartbeat(req) => {
+            encode(&raw, &handlers::groups::heartbeat(ctx, session, req))
+        }
+        RequestKind::LeaveGroup(req) => {
+            encode(&raw, &handlers::groups::leave(ctx, session, req, v))
+        }
+        RequestKind::ListGroups(req) => encode(&raw, &handlers::groups::list(ctx, session, req, v)),
+        RequestKind::DescribeGroups(req) => {
+            encode(&raw, &handlers::groups::describe(ctx, session, req, v))
+        }
+        RequestKind::DeleteGroups(req) => {
+            encode(&raw, &handlers::groups::delete(ctx, session, req).await)
+        }
         RequestKind::OffsetCommit(req) => {
-            encode(&raw, &handlers::offsets::commit(ctx, req, v).await)
+            encode(&raw, &handlers::offsets::commit(ctx, session, req, v).await)
         }
-        RequestKind::OffsetFetch(req) => encode(&raw, &handlers::offsets::fetch(ctx, req, v).await),
-        RequestKind::OffsetDelete(req) => encode(&raw, &handlers::offsets::delete(ctx, req).await),
-        RequestKind::InitProducerId(req) => {
-            encode(&raw, &handlers::init_producer_id::handle(ctx, req).await)
+        RequestKind::OffsetFetch(req) => {
+            encode(&raw, &handlers::offsets::fetch(ctx, session, req, v).await)
         }
+        RequestKind::OffsetDelete(req) => {
+            encode(&raw, &handlers::offsets::delete(ctx, session, req).await)
+        }
+        RequestKind::InitProducerId(req) => encode(
+            &raw,
+            &handlers::init_producer_id::handle(ctx, session, req).await,
+        ),
         RequestKind::DescribeCluster(req) => {
             encode(&raw, &handlers::describe_cluster::handle(ctx, session, req))
         }
-        RequestKind::DescribeLogDirs(req) => {
-            encode(&raw, &handlers::describe_log_dirs::handle(ctx, req, v))
+        RequestKind::DescribeLogDirs(req) => encode(
+            &raw,
+            &handlers::describe_log_dirs::handle(ctx, session, req, v),
+        ),
+        RequestKind::CreateAcls(req) => {
+            encode(&raw, &handlers::acls::create(ctx, session, req).await)
+        }
+        RequestKind::DescribeAcls(req) => {
+            encode(&raw, &handlers::acls::describe(ctx, session, req))
+        }
+        RequestKind::DeleteAcls(req) => {
+            encode(&raw, &handlers::acls::delete(ctx, session, req).await)
         }
         _ => Err(RouteError::UnsupportedApi(raw.api_key)),
     }

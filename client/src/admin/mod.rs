@@ -1,6 +1,7 @@
 //! Cluster administration for the admin GUI and the bridge: topics and their configs here,
-//! consumer groups in [`groups`], partition sizes on disk in [`log_dirs`].
+//! consumer groups in [`groups`], partition sizes on disk in [`log_dirs`], ACLs in [`acls`].
 
+pub mod acls;
 pub mod groups;
 pub mod log_dirs;
 
