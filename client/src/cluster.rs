@@ -214,12 +214,23 @@ impl Client {
     }
 
     /// The connection to the leader of `topic`/`partition`, refreshing metadata once when
-    /// the cache does not know it.
+    /// the cache does not know it. A topic error no retry can fix (TOPIC_AUTHORIZATION_FAILED,
+    /// an invalid name) is answered as that error rather than as a missing leader.
     pub async fn leader_connection(&self, topic: &str, partition: i32) -> Result<Arc<Connection>> {
         let mut leader = self.cached_leader(topic, partition);
         if leader.is_none() {
-            self.refresh_topics(&[topic], false).await?;
+            let metas = self.refresh_topics(&[topic], false).await?;
             leader = self.cached_leader(topic, partition);
+            let error = metas
+                .iter()
+                .find(|m| m.name == topic)
+                .and_then(|m| ClientError::kafka(format!("topic {topic}"), m.error_code));
+            if leader.is_none()
+                && let Some(e) = error
+                && !e.is_retriable()
+            {
+                return Err(e);
+            }
         }
         let node = leader.ok_or_else(|| ClientError::NoLeader {
             topic: topic.to_string(),
