@@ -11,7 +11,9 @@
 //! - super users bypass ACLs; idempotent producers need WRITE somewhere (InitProducerId);
 //! - Create/Describe/DeleteAcls through runnel-client, with Kafka's validation and filters, and
 //!   through the admin clients of kafka-python and confluent-kafka (`tests/compat/python_acls.py`);
-//! - ACLs survive a broker restart.
+//! - ACLs survive a broker restart;
+//! - SCRAM users on a SASL_PLAINTEXT listener (`User:<name>`), with kcat: produce, a refused
+//!   produce, a consumer group that commits, and a listing without any topic.
 
 use std::time::Duration;
 
@@ -527,4 +529,148 @@ fn given_kafka_python_and_confluent_kafka_admins_should_create_describe_and_dele
         .arg("--config")
         .arg(&path);
     runnel_tests::python::run_compat("python_acls.py", options, Duration::from_secs(120))
+}
+
+/// `runnel --data-dir DATA user add NAME --password-file FILE` (SCRAM credentials for every
+/// mechanism), run before the broker starts.
+fn add_user(data: &std::path::Path, name: &str) -> Result<()> {
+    let file = data.with_extension(format!("{name}.pw"));
+    std::fs::write(&file, format!("{}\n", password(name)))?;
+    let (data, file) = (data.display().to_string(), file.display().to_string());
+    let args = [
+        "--data-dir",
+        &data,
+        "user",
+        "add",
+        name,
+        "--password-file",
+        &file,
+    ];
+    let (status, output) = runnel_tests::run_to_exit(&args, &[], Duration::from_secs(30))?;
+    ensure!(status.success(), "runnel user add {name}: {output}");
+    Ok(())
+}
+
+fn password(user: &str) -> String {
+    format!("{user}-Secret-4711")
+}
+
+/// kcat over SASL_PLAINTEXT with SCRAM-SHA-256 as `user`: the `-b` and `-X` arguments.
+fn kcat_as(bootstrap: &str, user: &str) -> Vec<String> {
+    [
+        "-b",
+        bootstrap,
+        "-X",
+        "security.protocol=sasl_plaintext",
+        "-X",
+        "sasl.mechanisms=SCRAM-SHA-256",
+        "-X",
+        &format!("sasl.username={user}"),
+        "-X",
+        &format!("sasl.password={}", password(user)),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn kcat(base: &[String], args: &[&str], stdin: &str) -> Result<runnel_tests::kcat::KcatOutput> {
+    let all: Vec<&str> = base
+        .iter()
+        .map(String::as_str)
+        .chain(args.iter().copied())
+        .collect();
+    runnel_tests::kcat::run(&all, stdin.as_bytes(), Duration::from_secs(30))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_scram_users_when_kcat_produces_and_consumes_should_follow_their_acls() -> Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data)?;
+    for user in ["admin", "alice", "bob"] {
+        add_user(&data, user)?;
+    }
+    let port = free_port()?;
+    let config = format!(
+        r#"
+[authorization]
+super_users = ["User:admin"]
+
+[[listener]]
+name = "SASL"
+protocol = "SASL_PLAINTEXT"
+listen = "127.0.0.1:{port}"
+"#
+    );
+    let path = dir.path().join("runnel.toml");
+    std::fs::write(&path, config)?;
+    let _broker = Broker::start(
+        groups::broker_options()
+            .data_dir(&data)
+            .arg("--config")
+            .arg(&path),
+    )?;
+    let bootstrap = format!("127.0.0.1:{port}");
+    let mut config = ClientConfig::new(bootstrap.clone(), "acl-admin");
+    config.security = SecurityConfig {
+        tls: None,
+        sasl: Some(runnel_client::SaslSettings {
+            mechanism: runnel_client::SaslMechanism::ScramSha512,
+            username: "admin".into(),
+            password: password("admin"),
+        }),
+    };
+    let admin = Client::try_new(config)?;
+    create_topic(&admin, "telemetry").await?;
+    grant(
+        &admin,
+        &[
+            acl(TOPIC, "telemetry", "User:alice", AclOperation::Write, ALLOW),
+            acl(TOPIC, "telemetry", "User:alice", AclOperation::Read, ALLOW),
+            acl(GROUP, "alice-app", "User:alice", AclOperation::Read, ALLOW),
+        ],
+    )
+    .await?;
+    let alice = kcat_as(&bootstrap, "alice");
+    let bob = kcat_as(&bootstrap, "bob");
+    kcat(&alice, &["-P", "-t", "telemetry"], "one\ntwo\n")?;
+    let denied = kcat(&bob, &["-P", "-t", "telemetry"], "three\n")
+        .err()
+        .context("bob produced without WRITE")?;
+    ensure!(
+        format!("{denied:#}").contains("Topic authorization failed"),
+        "{denied:#}"
+    );
+    // A consumer group: join, fetch, commit (kcat commits its offsets when it exits).
+    let consumed = kcat(
+        &alice,
+        &[
+            "-X",
+            "auto.offset.reset=earliest",
+            "-G",
+            "alice-app",
+            "-e",
+            "-f",
+            "%s\\n",
+            "telemetry",
+        ],
+        "",
+    )?;
+    ensure!(
+        consumed.stdout.lines().collect::<Vec<_>>() == ["one", "two"],
+        "{consumed:?}"
+    );
+    let committed = admin
+        .committed_offsets("alice-app", "telemetry", &[0])
+        .await?;
+    ensure!(committed == [Some(2)], "{committed:?}");
+    let listed = kcat(&bob, &["-L"], "")?;
+    ensure!(
+        listed.stdout.contains("0 topics"),
+        "bob sees topics: {}",
+        listed.stdout
+    );
+    Ok(())
 }
