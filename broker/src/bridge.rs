@@ -7,6 +7,10 @@
 //! appended, and answered once the group commit made them durable. Egress offsets are
 //! committed like a simple consumer's (generation -1, no member), so the group shows in
 //! ListGroups/DescribeGroups and a live group with the same id is not overwritten.
+//!
+//! Bridges are trusted internal components: their writes, reads and commits do not go through
+//! the request handlers and are not checked against ACLs ([`crate::acl`]) — whoever can edit
+//! the broker's config file decides what they do.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -11,6 +11,11 @@
 //! Partition mapping: local partition `p` goes to upstream partition `p mod n` (n: the
 //! upstream topic's partition count when first used, then fixed in the stored progress), so
 //! per-partition order holds end to end.
+//!
+//! Uplinks are trusted internal components: they read the local log and write their status
+//! topic through internal paths, not through the request handlers, and are not checked against
+//! the local ACLs ([`crate::acl`]); upstream, they are whatever principal their `[uplink.sasl]`
+//! or client certificate names.
 
 pub mod config;
 pub mod holds;
