@@ -1,10 +1,10 @@
 //! Starts the real `runnel` binary for a bench run and reads its memory from `/proc`.
 //!
-//! The broker listens on a free port (`--listen 127.0.0.1:0`) and announces it on stderr with a
-//! line containing `listening on IP:PORT`; we wait for that line, keep the last lines of its
-//! output for error messages, and kill it in `Drop` so a failed run never leaks a process.
-//! The output plumbing ([`forward`], [`tail_text`]) and [`read_memory`] also serve the bridge
-//! scenario's `runnel-bridge` process.
+//! The broker listens on a free port (`--listen 127.0.0.1:0`, unless a caller names one) and
+//! announces it on stderr with a line containing `listening on IP:PORT`; we wait for that
+//! line, keep the last lines of its output for error messages, and kill it in `Drop` so a
+//! failed run never leaks a process. The output plumbing ([`forward`], [`tail_text`]) and
+//! [`read_memory`] also serve the bridge scenario's `runnel-bridge` process.
 
 use std::collections::VecDeque;
 use std::fs;
@@ -64,6 +64,16 @@ impl Broker {
     /// [`Broker::start`] with `--config FILE` (e.g. `[[bridge]]` tables); the flags the bench
     /// passes override the file.
     pub fn start_with_config(spec: &BrokerSpec, config: Option<&Path>) -> anyhow::Result<Broker> {
+        Self::start_on(spec, config, "127.0.0.1:0")
+    }
+
+    /// [`Broker::start_with_config`] listening on `listen` (`IP:PORT`), e.g. a fixed port that
+    /// another broker's `[[uplink]]` already points at.
+    pub fn start_on(
+        spec: &BrokerSpec,
+        config: Option<&Path>,
+        listen: &str,
+    ) -> anyhow::Result<Broker> {
         if !spec.bin.is_file() {
             bail!(
                 "broker binary {} not found: build it with `cargo build --release -p \
@@ -84,7 +94,7 @@ impl Broker {
         }
         let mut child = command
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--data-dir")
             .arg(data_dir.path())
             .args(["--auto-create-topics", "true"])

@@ -4,7 +4,9 @@
 //! then produce throughput (acks=1, then acks=all), consume throughput (reading back the acks=1
 //! topic), fixed-rate latency, and the broker's memory. The opt-in `bridge` scenario measures
 //! the MQTT bridge instead, with its own Mosquitto, brokers and bridge per case (see
-//! [`bridge`]). Invariants:
+//! [`bridge`]); the opt-in `uplink` scenario starts an edge and a central broker per run and
+//! measures how fast the edge drains a backlog upstream, and its memory meanwhile (see
+//! [`uplink`]). Invariants:
 //! - every scenario runs under its own [`deadline::Deadline`] and fails with a message when it
 //!   is exceeded, never hangs;
 //! - every scenario writes to a topic of its own, so runs against a shared broker stay
@@ -24,6 +26,8 @@ mod produce;
 mod report;
 mod run;
 mod stats;
+mod uplink;
+mod watermarks;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,6 +36,7 @@ use serde_json::{Value, json};
 pub use bridge::{BridgeSpec, Mode as BridgeMode};
 pub use broker::{BrokerSpec, default_bin};
 pub use report::Report;
+pub use uplink::{COMPRESSIONS as UPLINK_COMPRESSIONS, UplinkSpec};
 
 /// A part of the benchmark that can be selected on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -47,6 +52,9 @@ pub enum Scenario {
     /// MQTT → topic throughput of the bridge, standalone and embedded, QoS 0 and 1 (needs
     /// Mosquitto and `runnel-bridge`; not in the default set).
     Bridge,
+    /// Drain rate of an edge's uplink backlog to a central broker, and the edge's memory
+    /// meanwhile (starts its own two brokers; not in the default set).
+    Uplink,
 }
 
 impl Scenario {
@@ -82,6 +90,7 @@ pub struct Config {
     /// librdkafka settings applied to every client after the bench's own.
     pub client_overrides: Vec<(String, String)>,
     pub bridge: BridgeSpec,
+    pub uplink: UplinkSpec,
 }
 
 impl Config {
@@ -89,9 +98,11 @@ impl Config {
         self.scenarios.contains(&scenario)
     }
 
-    /// Whether a scenario needs the run's own broker (the bridge starts its own).
+    /// Whether a scenario needs the run's own broker (bridge and uplink start their own).
     fn wants_broker(&self) -> bool {
-        self.scenarios.iter().any(|s| *s != Scenario::Bridge)
+        self.scenarios
+            .iter()
+            .any(|s| !matches!(s, Scenario::Bridge | Scenario::Uplink))
     }
 
     /// The configuration as recorded in the JSON report.
@@ -118,6 +129,8 @@ impl Config {
             "bridge_modes": self.bridge.modes.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>(),
             "bridge_qos": self.bridge.qos,
             "bridge_payload_bytes": bridge::PAYLOAD_BYTES,
+            "uplink_compression": self.uplink.compression,
+            "uplink_drain_end": "central high watermarks",
             "cpus": std::thread::available_parallelism().map(usize::from).unwrap_or(0),
             "unix_time": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         })

@@ -1,10 +1,16 @@
 //! CPU time of processes and of this process's named threads, from `/proc`, so a bench can say
-//! which party used the cores during a measurement (Linux only, like the memory readings).
+//! which party used the cores during a measurement (Linux only, like the memory readings), and
+//! a [`MemorySampler`] that follows a process's resident memory through an interval.
 
 use std::fs;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use anyhow::Context;
+
+use super::broker::read_memory;
 
 /// User plus system CPU time of process `pid` so far (all its threads, including exited ones).
 pub fn process_cpu(pid: u32) -> anyhow::Result<Duration> {
@@ -60,6 +66,68 @@ pub fn find_pid_with_arg(arg: &str) -> Option<u32> {
     })
 }
 
+/// The largest values of a process's memory seen by a [`MemorySampler`], in KiB; each field
+/// has its own maximum (they need not come from the same sample).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryPeak {
+    pub rss_kb: u64,
+    pub anon_kb: u64,
+    pub file_kb: u64,
+    pub samples: u64,
+}
+
+/// Reads `/proc/<pid>/status` on a thread of its own every `interval` until finished (or
+/// dropped), so the peaks do not depend on how often the measuring loop gets round to it.
+pub struct MemorySampler {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<MemoryPeak>>,
+}
+
+impl MemorySampler {
+    /// Starts sampling now (the first sample is taken at once).
+    pub fn start(pid: u32, interval: Duration) -> MemorySampler {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            let mut peak = MemoryPeak::default();
+            loop {
+                // A process that exited has no status to read: the peaks so far stand.
+                if let Ok(memory) = read_memory(pid) {
+                    peak.rss_kb = peak.rss_kb.max(memory.rss_kb);
+                    peak.anon_kb = peak.anon_kb.max(memory.anon_kb);
+                    peak.file_kb = peak.file_kb.max(memory.file_kb);
+                    peak.samples += 1;
+                }
+                if stopped.load(Ordering::Acquire) {
+                    return peak;
+                }
+                thread::sleep(interval);
+            }
+        });
+        MemorySampler {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Takes a last sample and returns the peaks.
+    pub fn finish(mut self) -> anyhow::Result<MemoryPeak> {
+        self.stop.store(true, Ordering::Release);
+        self.thread
+            .take()
+            .context("the memory sampler already finished")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the memory sampler thread panicked"))
+    }
+}
+
+impl Drop for MemorySampler {
+    /// Stops the thread when a measurement is abandoned (it exits after its next sample).
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
 /// `utime + stime` (fields 14 and 15) of a `/proc/<pid>/stat` line. The command name (field 2)
 /// is in parentheses and may itself contain spaces and `)`, so fields are counted from the last
 /// `)`.
@@ -110,6 +178,15 @@ mod tests {
     fn given_proc_stat_when_parsing_busy_should_skip_idle_and_iowait() {
         let stat = "cpu  100 5 50 9000 40 3 2 1 0 0\ncpu0 50 2 25 4500 20 1 1 0 0 0\n";
         assert_eq!(parse_busy_ticks(stat), Some(100 + 5 + 50 + 3 + 2 + 1));
+    }
+
+    #[test]
+    fn given_this_process_when_sampling_memory_should_see_it_resident() {
+        let sampler = MemorySampler::start(std::process::id(), Duration::from_millis(1));
+        thread::sleep(Duration::from_millis(5));
+        let peak = sampler.finish().expect("sampler finishes");
+        assert!(peak.samples >= 2, "{peak:?}");
+        assert!(peak.rss_kb > 0 && peak.rss_kb >= peak.anon_kb, "{peak:?}");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use super::latency::{self, LatencySpec};
 use super::produce::{self, ProduceSpec};
 use super::report::Metric;
 use super::stats::percentile;
+use super::uplink;
 use super::{Config, Scenario, Target};
 
 pub struct Run<'a> {
@@ -78,7 +79,31 @@ impl<'a> Run<'a> {
         if config.wants(Scenario::Bridge) {
             self.bridge()?;
         }
+        if config.wants(Scenario::Uplink) {
+            self.uplink()?;
+        }
         Ok(self.metrics)
+    }
+
+    /// Starts its own edge and central brokers; the run's broker is not involved.
+    fn uplink(&mut self) -> anyhow::Result<()> {
+        let Target::Spawn(broker) = &self.config.target else {
+            eprintln!("uplink: skipped (with --bootstrap there is no broker binary to start)");
+            return Ok(());
+        };
+        let topic = format!("{}-uplink", self.topic_prefix);
+        let case = uplink::Case {
+            spec: &self.config.uplink,
+            broker,
+            client_overrides: &self.config.client_overrides,
+            topic: &topic,
+            records: self.config.records,
+            record_size: self.config.record_size,
+            timeout: self.config.scenario_timeout,
+        };
+        let metrics = uplink::run(&case).context("uplink scenario")?;
+        self.metrics.extend(metrics);
+        Ok(())
     }
 
     /// Starts its own Mosquitto, brokers and bridges; the run's broker is not involved.

@@ -1,12 +1,16 @@
 //! `runnel-bench`: produce/consume throughput, produce latency and memory of a Runnel broker,
-//! measured with librdkafka, and (`--scenarios bridge`) MQTT → topic throughput of the MQTT
-//! bridge. This file only parses flags; the benchmark lives in `src/bench/`.
+//! measured with librdkafka, (`--scenarios bridge`) MQTT → topic throughput of the MQTT
+//! bridge, and (`--scenarios uplink`) the drain rate of an edge broker's uplink backlog to a
+//! central broker with the edge's RSS meanwhile. This file only parses flags; the benchmark
+//! lives in `src/bench/`.
 //!
 //! ```text
 //! cargo build --release -p runnel-broker
 //! cargo run --release -p runnel-tests --bin runnel-bench -- --runs 3 --json bench.json
 //! cargo build --release -p runnel-broker -p runnel-bridge -p runnel-tests
 //! target/release/runnel-bench --scenarios bridge --runs 3
+//! cargo build --release -p runnel-broker -p runnel-tests
+//! target/release/runnel-bench --scenarios uplink --runs 3 --partitions 3
 //! ```
 
 // The bench is private to this binary: the crate's library is the integration-test harness.
@@ -20,14 +24,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 
-use bench::{BridgeMode, BridgeSpec, BrokerSpec, Config, Scenario, Target};
+use bench::{BridgeMode, BridgeSpec, BrokerSpec, Config, Scenario, Target, UplinkSpec};
 
 /// Benchmark a Runnel broker with librdkafka clients.
 #[derive(Debug, Parser)]
 #[command(name = "runnel-bench", version)]
 struct Args {
-    /// Use this already running broker instead of starting one (disables the rss scenario
-    /// and the embedded bridge cases).
+    /// Use this already running broker instead of starting one (disables the rss and uplink
+    /// scenarios and the embedded bridge cases).
     #[arg(long, value_name = "HOST:PORT")]
     bootstrap: Option<String>,
     /// The broker binary to start [default: <workspace>/target/release/runnel].
@@ -41,7 +45,10 @@ struct Args {
     #[arg(long, value_name = "DIR")]
     work_dir: Option<PathBuf>,
     /// Scenarios to run, comma-separated [default: produce,consume,latency,rss; `bridge` is
-    /// opt-in: it needs Mosquitto and runnel-bridge, and starts its own brokers].
+    /// opt-in: it needs Mosquitto and runnel-bridge, and starts its own brokers; `uplink` is
+    /// opt-in: it starts an edge and a central broker per run, produces `--records` records of
+    /// `--record-size` bytes in `--partitions` partitions to the edge while the central is
+    /// down, then times the drain once the central starts].
     #[arg(long, value_enum, value_delimiter = ',')]
     scenarios: Vec<Scenario>,
     /// Records per throughput scenario.
@@ -89,6 +96,9 @@ struct Args {
     /// MQTT QoS levels the bridge scenario measures, comma-separated [default: 0,1].
     #[arg(long, value_delimiter = ',', value_parser = clap::value_parser!(u8).range(0..=1))]
     bridge_qos: Vec<u8>,
+    /// `compression` of the edge's uplink in the uplink scenario (the broker's default).
+    #[arg(long, default_value = "lz4", value_parser = clap::builder::PossibleValuesParser::new(bench::UPLINK_COMPRESSIONS))]
+    uplink_compression: String,
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -136,6 +146,9 @@ impl Args {
             scenario_timeout: Duration::from_secs(self.timeout_secs),
             client_overrides: self.client_config,
             bridge,
+            uplink: UplinkSpec {
+                compression: self.uplink_compression,
+            },
         };
         (config, self.json)
     }

@@ -16,16 +16,15 @@ use std::thread;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use runnel_tests::clients;
 use runnel_tests::harness::mosquitto::{Mosquitto, MosquittoOptions};
 use runnel_tests::harness::mqtt::Subscriber;
 use tempfile::TempDir;
 
 use super::super::broker::{self, Broker, BrokerSpec, Memory};
-use super::super::client::wait_for_topic;
 use super::super::deadline::Deadline;
 use super::super::proc_stat;
+use super::super::watermarks::Watermarks;
 use super::{BridgeSpec, Case, Kafka, Mode};
 
 /// The MQTT filter of the bridge rule; publishers use `trucks/t<i>/gps`.
@@ -84,7 +83,7 @@ impl Setup {
                 let admin = clients::admin(&bootstrap)?;
                 let creating = clients::create_topic(&admin, &case.topic, PARTITIONS, &[]);
                 case.subscriber.block_on(creating)?;
-                let sink = Watermarks::new(&bootstrap, &case.topic, deadline)?;
+                let sink = topic_sink(&bootstrap, &case.topic, deadline)?;
                 let path = dir.path().join("bridge.toml");
                 fs::write(&path, &toml).with_context(|| format!("writing {}", path.display()))?;
                 let bridge = BridgeProcess::start(case.spec, &path, &bootstrap)?;
@@ -94,7 +93,7 @@ impl Setup {
                 let path = dir.path().join("runnel.toml");
                 fs::write(&path, &toml).with_context(|| format!("writing {}", path.display()))?;
                 let (broker, bootstrap) = start_broker(kafka, Some(&path))?;
-                let sink = Watermarks::new(&bootstrap, &case.topic, deadline)?;
+                let sink = topic_sink(&bootstrap, &case.topic, deadline)?;
                 (broker, None, Sink::Topic(sink))
             }
         };
@@ -185,33 +184,16 @@ impl Sink {
     }
 }
 
-/// Reads the high watermarks of every partition of a topic (ListOffsets).
-pub struct Watermarks {
-    consumer: BaseConsumer,
-    topic: String,
-    partitions: i32,
-}
-
-impl Watermarks {
-    /// Waits until `topic` exists with a leader for every partition.
-    fn new(bootstrap: &str, topic: &str, deadline: &Deadline) -> anyhow::Result<Watermarks> {
-        let consumer = clients::consumer(bootstrap, &[])?;
-        let partitions = wait_for_topic(consumer.client(), topic, deadline)?;
-        if partitions != PARTITIONS {
-            eprintln!("warning: {topic} has {partitions} partitions, not {PARTITIONS}");
-        }
-        Ok(Watermarks {
-            consumer,
-            topic: topic.to_owned(),
-            partitions,
-        })
+/// Counts the bridge's topic once it exists, warning when it has not [`PARTITIONS`].
+fn topic_sink(bootstrap: &str, topic: &str, deadline: &Deadline) -> anyhow::Result<Watermarks> {
+    let sink = Watermarks::new(bootstrap, topic, deadline)?;
+    if sink.partitions() != PARTITIONS {
+        eprintln!(
+            "warning: {topic} has {} partitions, not {PARTITIONS}",
+            sink.partitions()
+        );
     }
-
-    fn highs(&self) -> anyhow::Result<Vec<i64>> {
-        (0..self.partitions)
-            .map(|p| clients::watermarks(&self.consumer, &self.topic, p).map(|(_, high)| high))
-            .collect()
-    }
+    Ok(sink)
 }
 
 /// A fresh broker whose auto-created topics get [`PARTITIONS`] partitions (and `config`, if
