@@ -6,6 +6,7 @@
 
 pub mod acl;
 pub mod alloc;
+pub mod auth;
 pub mod bridge;
 pub mod config;
 pub mod group;
@@ -91,6 +92,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         known_groups,
     );
     let security: Arc<dyn log::SecurityStore> = store.clone();
+    let auth = Arc::new(auth::Auth::load(security.clone()).map_err(store_err)?);
     let acl = acl::Authorizer::load(security, config.authorization.settings(&config.listener))
         .map_err(store_err)?;
     let ctx = Arc::new(Ctx {
@@ -108,6 +110,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         holds: Arc::new(uplink::Holds::default()),
         disk_pressure: Arc::new(tokio::sync::Notify::new()),
         acl: Arc::new(acl),
+        auth,
     });
     for (i, l) in listeners.iter().enumerate() {
         if i == 0 {
@@ -162,6 +165,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
             .as_ref()
             .map(|u| u.stats().to_vec())
             .unwrap_or_default();
+        let auth_stats = ctx.auth.metrics();
         let render = move || {
             let mut text = runnel_bridge::status::render_metrics(
                 &bridge_stats
@@ -175,6 +179,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
                     .map(|s| s.snapshot())
                     .collect::<Vec<_>>(),
             ));
+            text.push_str(&auth::render_metrics(&auth_stats));
             text
         };
         let (bound, serving) =
@@ -227,6 +232,7 @@ async fn bind_listeners(config: &Config) -> Result<Vec<server::BoundListener>, S
             listen: config.server.listen,
             advertised: config.server.advertised_listener.clone(),
             tls: None,
+            sasl_mechanisms: None,
         }]
     } else {
         config.listener.clone()
@@ -265,6 +271,7 @@ async fn bind_listeners(config: &Config) -> Result<Vec<server::BoundListener>, S
                 principal: Arc::from(handlers::ANONYMOUS),
             },
             tls,
+            sasl: l.enabled_sasl_mechanisms().map(Arc::from),
         });
     }
     Ok(bound)

@@ -26,6 +26,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(runnel::config::cli::Command::User(command)) = &args.command {
+        return match runnel::auth::users::run(command, &config) {
+            Ok(done) => {
+                println!("{done}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("runnel: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     if args.check_config {
         println!(
             "runnel: configuration OK ({} bridge(s), {} uplink(s))",

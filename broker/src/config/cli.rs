@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 use super::Config;
 
@@ -12,8 +12,11 @@ use super::Config;
 #[derive(Debug, Clone, Default, Parser)]
 #[command(name = "runnel", version, about)]
 pub struct Args {
+    /// Without a subcommand, the broker runs.
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// TOML configuration file.
-    #[arg(long, env = "RUNNEL_CONFIG")]
+    #[arg(long, env = "RUNNEL_CONFIG", global = true)]
     pub config: Option<PathBuf>,
     /// Only load and validate the configuration (file, environment, flags), print the
     /// verdict and exit: 0 when valid, 2 naming the bad key otherwise.
@@ -35,7 +38,7 @@ pub struct Args {
     #[arg(long, env = "RUNNEL_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
     /// Data directory [storage.data_dir].
-    #[arg(long, env = "RUNNEL_DATA_DIR")]
+    #[arg(long, env = "RUNNEL_DATA_DIR", global = true)]
     pub data_dir: Option<PathBuf>,
     /// Disk budget in bytes [storage.max_disk_bytes].
     #[arg(long, env = "RUNNEL_MAX_DISK_BYTES")]
@@ -70,6 +73,15 @@ pub struct Args {
     /// Log filter, e.g. `info` or `runnel=debug` [log.level].
     #[arg(long, env = "RUNNEL_LOG_LEVEL")]
     pub log_level: Option<String>,
+}
+
+/// Subcommands; the broker itself runs without one.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Manage SCRAM users in the data directory (the broker must be stopped; while it runs,
+    /// use AlterUserScramCredentials instead).
+    #[command(subcommand)]
+    User(crate::auth::users::UserCommand),
 }
 
 impl Args {

@@ -14,6 +14,11 @@ pub const MAX_MESSAGE_BYTES: i32 = 1_048_588;
 pub const RETENTION_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// Kafka's `log.retention.check.interval.ms`.
 pub const RETENTION_CHECK_INTERVAL_MS: u64 = 300_000;
+/// Kafka's `connections.max.idle.ms`.
+pub const CONNECTIONS_MAX_IDLE_MS: u64 = 600_000;
+/// Kafka has no per-IP limit by default; a quarter of `max_connections` keeps one runaway
+/// client (or one NAT gateway's worth of them) from taking every slot.
+pub const MAX_CONNECTIONS_PER_IP: usize = 256;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -23,6 +28,8 @@ impl Default for ServerConfig {
             node_id: 0,
             max_request_size: MAX_REQUEST_SIZE,
             max_connections: 1024,
+            max_connections_per_ip: MAX_CONNECTIONS_PER_IP,
+            connections_max_idle_ms: CONNECTIONS_MAX_IDLE_MS,
             metrics_listen: None,
         }
     }

@@ -5,10 +5,15 @@
 //! Without `[[listener]]` tables the broker has one PLAINTEXT listener named `PLAINTEXT` on
 //! `server.listen`, advertised as `server.advertised_listener` — the zero-config default.
 //! With them, they replace `server.listen` and `server.advertised_listener`.
+//!
+//! `SASL_PLAINTEXT` and `SASL_SSL` listeners authenticate every client with one of their
+//! `sasl_mechanisms` (Kafka's `sasl.enabled.mechanisms`, per listener) against the SCRAM users
+//! of the data directory (`runnel user add`, or AlterUserScramCredentials).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use runnel_client::security::SaslMechanism;
 use serde::Deserialize;
 
 /// Kafka's `security.protocol` of a listener.
@@ -62,6 +67,28 @@ pub struct ListenerConfig {
     /// Required for `SSL` and `SASL_SSL`, refused otherwise.
     #[serde(default)]
     pub tls: Option<ServerTlsConfig>,
+    /// SASL mechanisms offered on a `SASL_*` listener (`PLAIN`, `SCRAM-SHA-256`,
+    /// `SCRAM-SHA-512`); unset: all three. Refused on listeners without SASL.
+    #[serde(default)]
+    pub sasl_mechanisms: Option<Vec<SaslMechanism>>,
+}
+
+/// Every mechanism Runnel serves, in the order SaslHandshake lists them.
+pub const ALL_SASL_MECHANISMS: [SaslMechanism; 3] = [
+    SaslMechanism::ScramSha512,
+    SaslMechanism::ScramSha256,
+    SaslMechanism::Plain,
+];
+
+impl ListenerConfig {
+    /// The mechanisms clients may use here; `None` on a listener without SASL.
+    pub fn enabled_sasl_mechanisms(&self) -> Option<Vec<SaslMechanism>> {
+        self.protocol.uses_sasl().then(|| {
+            self.sasl_mechanisms
+                .clone()
+                .unwrap_or_else(|| ALL_SASL_MECHANISMS.to_vec())
+        })
+    }
 }
 
 /// Whether a TLS listener asks clients for a certificate (Kafka's `ssl.client.auth`).
@@ -130,14 +157,35 @@ pub fn validate(listeners: &[ListenerConfig]) -> Result<(), (&'static str, Strin
         if let Some(a) = &l.advertised {
             crate::server::parse_host_port(a).map_err(|e| ("listener.advertised", at(e)))?;
         }
-        if l.protocol.uses_sasl() {
-            return Err((
-                "listener.protocol",
-                at(format!(
-                    "{} is not supported yet; use PLAINTEXT or SSL",
-                    l.protocol.name()
-                )),
-            ));
+        match (&l.sasl_mechanisms, l.protocol.uses_sasl()) {
+            (Some(_), false) => {
+                return Err((
+                    "listener.sasl_mechanisms",
+                    at(format!(
+                        "{} does not use SASL; remove sasl_mechanisms or use SASL_PLAINTEXT or SASL_SSL",
+                        l.protocol.name()
+                    )),
+                ));
+            }
+            (Some(list), true) => {
+                if list.is_empty() {
+                    return Err((
+                        "listener.sasl_mechanisms",
+                        at("must name at least one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (or be left out for all three)".into()),
+                    ));
+                }
+                if let Some((_, twice)) = list
+                    .iter()
+                    .enumerate()
+                    .find(|(i, m)| list[..*i].contains(m))
+                {
+                    return Err((
+                        "listener.sasl_mechanisms",
+                        at(format!("{twice} is listed twice")),
+                    ));
+                }
+            }
+            (None, _) => {}
         }
         match (&l.tls, l.protocol.uses_tls()) {
             (None, true) => {
@@ -153,7 +201,7 @@ pub fn validate(listeners: &[ListenerConfig]) -> Result<(), (&'static str, Strin
                 return Err((
                     "listener.tls",
                     at(format!(
-                        "{} does not use TLS; remove [listener.tls] or use SSL",
+                        "{} does not use TLS; remove [listener.tls] or use SSL or SASL_SSL",
                         l.protocol.name()
                     )),
                 ));
@@ -172,4 +220,59 @@ pub fn validate(listeners: &[ListenerConfig]) -> Result<(), (&'static str, Strin
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn listener(text: &str) -> Result<ListenerConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    const SASL: &str = "name = \"SASL\"\nprotocol = \"SASL_PLAINTEXT\"\nlisten = \"127.0.0.1:0\"\n";
+
+    #[test]
+    fn given_a_sasl_listener_should_default_to_every_mechanism() {
+        let l = listener(SASL).expect("parses");
+        validate(std::slice::from_ref(&l)).expect("valid");
+        assert_eq!(
+            l.enabled_sasl_mechanisms(),
+            Some(ALL_SASL_MECHANISMS.to_vec())
+        );
+        let chosen =
+            listener(&format!("{SASL}sasl_mechanisms = [\"SCRAM-SHA-512\"]\n")).expect("parses");
+        validate(std::slice::from_ref(&chosen)).expect("valid");
+        assert_eq!(
+            chosen.enabled_sasl_mechanisms(),
+            Some(vec![SaslMechanism::ScramSha512])
+        );
+    }
+
+    #[test]
+    fn given_bad_mechanism_lists_should_refuse_naming_the_key() {
+        let unknown = listener(&format!("{SASL}sasl_mechanisms = [\"GSSAPI\"]\n"))
+            .expect_err("unknown mechanism");
+        assert!(unknown.contains("SCRAM-SHA-512"), "{unknown}");
+        for (text, why) in [
+            (format!("{SASL}sasl_mechanisms = []\n"), "at least one"),
+            (
+                format!("{SASL}sasl_mechanisms = [\"PLAIN\", \"PLAIN\"]\n"),
+                "twice",
+            ),
+            (
+                "name = \"P\"\nprotocol = \"PLAINTEXT\"\nlisten = \"127.0.0.1:0\"\nsasl_mechanisms = [\"PLAIN\"]\n"
+                    .to_string(),
+                "does not use SASL",
+            ),
+        ] {
+            let l = listener(&text).expect("parses");
+            let (key, reason) = validate(&[l]).expect_err("refused");
+            assert_eq!(key, "listener.sasl_mechanisms");
+            assert!(reason.contains(why), "{reason}");
+        }
+        let no_tls = listener("name = \"S\"\nprotocol = \"SASL_SSL\"\nlisten = \"127.0.0.1:0\"\n")
+            .expect("parses");
+        assert_eq!(validate(&[no_tls]).expect_err("no tls").0, "listener.tls");
+    }
 }

@@ -56,6 +56,11 @@ pub struct ServerConfig {
     pub max_request_size: u32,
     /// Connections accepted at once; further ones wait in the kernel backlog.
     pub max_connections: usize,
+    /// Connections from one client IP address at once (`max.connections.per.ip`); more are
+    /// closed as soon as they are accepted.
+    pub max_connections_per_ip: usize,
+    /// A connection that sends nothing for this long is closed (`connections.max.idle.ms`).
+    pub connections_max_idle_ms: u64,
     /// Serve Prometheus metrics (embedded bridges and uplinks) over HTTP here; unset: off.
     pub metrics_listen: Option<SocketAddr>,
 }

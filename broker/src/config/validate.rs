@@ -54,6 +54,15 @@ impl Config {
         if s.max_connections == 0 {
             return Err(invalid("server.max_connections", "must be at least 1"));
         }
+        if s.max_connections_per_ip == 0 {
+            return Err(invalid("server.max_connections_per_ip", "must be at least 1"));
+        }
+        if s.connections_max_idle_ms < 1000 {
+            return Err(invalid(
+                "server.connections_max_idle_ms",
+                "must be at least 1000 (1 s)",
+            ));
+        }
         if s.listen.ip().is_unspecified() && s.advertised_listener.is_none() {
             return Err(invalid(
                 "server.advertised_listener",

@@ -15,6 +15,8 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod sasl;
+pub mod scram_users;
 pub mod topics;
 
 use std::sync::Arc;
@@ -52,6 +54,8 @@ pub struct Ctx {
     pub disk_pressure: Arc<tokio::sync::Notify>,
     /// ACLs: who may do what; every handler asks it before acting.
     pub acl: Arc<crate::acl::Authorizer>,
+    /// SCRAM credentials (cached) and authentication counters.
+    pub auth: Arc<crate::auth::Auth>,
 }
 
 /// What a handler knows about the connection its request came in on.

@@ -7,15 +7,26 @@
 //! all earlier produces are durable, so its view (offsets, topics) is what a strictly
 //! sequential broker would show. Shutdown is checked only between requests; queued responses
 //! are still written.
+//!
+//! On a SASL listener the connection first runs [`super::sasl::authenticate`] (small frames,
+//! no read-ahead buffer, a deadline from accept); only an authenticated client gets here. A
+//! connection that sends no request for `server.connections_max_idle_ms` is closed (Kafka's
+//! `connections.max.idle.ms`); the time counts from the last byte received, so a large request
+//! arriving slowly is not idle.
 
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, RequestKind};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use runnel_client::security::SaslMechanism;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter, ReadBuf};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -32,31 +43,95 @@ const MAX_PIPELINED_BYTES: usize = 16 * 1024 * 1024;
 
 type Outcome = Result<Option<Bytes>, RouteError>;
 
+/// What a connection needs from its listener besides the [`Session`].
+#[derive(Debug, Clone)]
+pub struct ConnOptions {
+    /// Mechanisms of a SASL listener; `None`: no SASL.
+    pub sasl: Option<Arc<[SaslMechanism]>>,
+    /// When the connection was accepted: SASL authentication must end by
+    /// `accepted + sasl::AUTH_TIMEOUT`.
+    pub accepted: Instant,
+}
+
 /// Serves one connection (plain TCP or TLS) until the client or shutdown ends it.
-pub async fn serve<S>(ctx: Arc<Ctx>, session: Session, stream: S)
+pub async fn serve<S>(ctx: Arc<Ctx>, mut session: Session, stream: S, options: ConnOptions)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (rd, wr) = tokio::io::split(stream);
+    let (rd, mut wr) = tokio::io::split(stream);
+    let last_read = Arc::new(AtomicU64::new(0));
+    let mut rd = Activity {
+        inner: rd,
+        epoch: options.accepted,
+        last_read: last_read.clone(),
+    };
+    // `client_id` is recorded on the connection's span once, from its first request.
+    let mut conn_span = Some(tracing::Span::current());
+    if let Some(mechanisms) = &options.sasl {
+        let deadline = options.accepted + super::sasl::AUTH_TIMEOUT;
+        let exchange = super::sasl::authenticate(
+            &ctx,
+            mechanisms,
+            session.peer,
+            &mut rd,
+            &mut wr,
+            &mut conn_span,
+        );
+        let user = tokio::select! {
+            _ = ctx.shutdown.cancelled() => None,
+            user = tokio::time::timeout_at(deadline, exchange) => user.unwrap_or_else(|_| {
+                tracing::info!(
+                    peer = ?session.peer,
+                    "closing connection: not authenticated within {:?} of accepting it",
+                    super::sasl::AUTH_TIMEOUT
+                );
+                None
+            }),
+        };
+        let Some(user) = user else {
+            let _ = wr.shutdown().await;
+            return;
+        };
+        let principal = format!("User:{user}");
+        tracing::Span::current().record("principal", principal.as_str());
+        tracing::debug!(%principal, "authenticated");
+        session.principal = Arc::from(principal);
+    }
+    let idle = Duration::from_millis(ctx.config.server.connections_max_idle_ms);
     let mut rd = BufReader::with_capacity(64 * 1024, rd);
     let (queue, responses) = mpsc::channel(MAX_IN_FLIGHT);
     // Cancelled by the writer when a response says the connection must close.
     let closing = CancellationToken::new();
     let writer = tokio::spawn(write_responses(wr, responses, closing.clone()).in_current_span());
     let max = ctx.config.server.max_request_size;
-    // `client_id` is recorded on the connection's span once, from its first request.
-    let mut conn_span = Some(tracing::Span::current());
     // Completes when the newest queued produce has its response (so all older ones too:
     // the store commits in queue order).
     let mut last_produce: Option<JoinHandle<()>> = None;
     let pipelined = Arc::new(AtomicUsize::new(0));
     loop {
-        let frame = tokio::select! {
-            biased;
-            _ = ctx.shutdown.cancelled() => break,
-            _ = closing.cancelled() => break,
-            frame = read_frame(&mut rd, max) => frame,
+        let read = read_frame(&mut rd, max);
+        tokio::pin!(read);
+        let frame = loop {
+            let idle_until =
+                options.accepted + Duration::from_millis(last_read.load(Ordering::Relaxed)) + idle;
+            tokio::select! {
+                biased;
+                _ = ctx.shutdown.cancelled() => break None,
+                _ = closing.cancelled() => break None,
+                frame = &mut read => break Some(frame),
+                _ = tokio::time::sleep_until(idle_until) => {
+                    // Bytes may have arrived meanwhile; only a full idle period closes.
+                    if Instant::now() >= options.accepted
+                        + Duration::from_millis(last_read.load(Ordering::Relaxed))
+                        + idle
+                    {
+                        tracing::debug!("closing connection: idle for {idle:?} (server.connections_max_idle_ms)");
+                        break None;
+                    }
+                }
+            }
         };
+        let Some(frame) = frame else { break };
         let frame = match frame {
             Ok(Some(frame)) => frame,
             Ok(None) => {
@@ -96,7 +171,8 @@ where
                     {
                         let _ = earlier.await;
                     }
-                    let response = span.in_scope(|| router::start_produce(&ctx, raw, body));
+                    let response =
+                        span.in_scope(|| router::start_produce_as(&ctx, &session, raw, body));
                     pipelined.fetch_add(frame_len, Ordering::AcqRel);
                     let pipelined = pipelined.clone();
                     last_produce = Some(tokio::spawn(
@@ -196,13 +272,40 @@ async fn flush<W: AsyncWrite + Unpin>(wr: &mut BufWriter<W>) -> bool {
     }
 }
 
-enum Decoded {
+/// A reader that notes when it last received bytes (ms since `epoch`), for the idle timeout.
+struct Activity<R> {
+    inner: R,
+    epoch: Instant,
+    last_read: Arc<AtomicU64>,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Activity<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+            self.last_read.store(ms, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+pub(super) enum Decoded {
     Request(Box<router::Request>),
     /// Answered without a handler.
     Answer(Bytes),
 }
 
-fn decode(frame: Bytes, conn_span: &mut Option<tracing::Span>) -> Result<Decoded, RouteError> {
+/// Decodes a request frame, answering an ApiVersions of a version we do not speak directly.
+pub(super) fn decode(
+    frame: Bytes,
+    conn_span: &mut Option<tracing::Span>,
+) -> Result<Decoded, RouteError> {
     if let Some(answer) = unsupported_api_versions(&frame)? {
         return Ok(Decoded::Answer(answer));
     }

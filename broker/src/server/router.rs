@@ -65,6 +65,12 @@ pub const SUPPORTED: &[Api] = &[
     api(ApiKey::CreateAcls, 1, 3),
     api(ApiKey::DescribeAcls, 1, 3),
     api(ApiKey::DeleteAcls, 1, 3),
+    // SASL (KIP-43, KIP-152): served during authentication on SASL listeners; anywhere else
+    // they answer ILLEGAL_SASL_STATE, as Kafka does. See server::sasl.
+    api(ApiKey::SaslHandshake, 0, 1),
+    api(ApiKey::SaslAuthenticate, 0, 2),
+    api(ApiKey::DescribeUserScramCredentials, 0, 0),
+    api(ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 pub fn lookup(key: ApiKey) -> Option<&'static Api> {
@@ -277,6 +283,16 @@ pub async fn dispatch(
         }
         RequestKind::DeleteAcls(req) => {
             encode(&raw, &handlers::acls::delete(ctx, session, req).await)
+        }
+        RequestKind::SaslHandshake(_) => encode(&raw, &handlers::sasl::handshake_out_of_place()),
+        RequestKind::SaslAuthenticate(_) => {
+            encode(&raw, &handlers::sasl::authenticate_out_of_place())
+        }
+        RequestKind::DescribeUserScramCredentials(req) => {
+            encode(&raw, &handlers::scram_users::describe(ctx, session, req))
+        }
+        RequestKind::AlterUserScramCredentials(req) => {
+            encode(&raw, &handlers::scram_users::alter(ctx, session, req).await)
         }
         _ => Err(RouteError::UnsupportedApi(raw.api_key)),
     }

@@ -9,6 +9,10 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
+/// What the error of a second holder says; `runnel user` recognizes it to suggest stopping
+/// the broker.
+pub(crate) const IN_USE: &str = "is in use by another runnel process";
+
 /// Holds the lock until dropped.
 #[derive(Debug)]
 pub struct DirLock {
@@ -30,7 +34,7 @@ impl DirLock {
         if rc != 0 {
             let holder = std::fs::read_to_string(&path).unwrap_or_default();
             return Err(format!(
-                "data directory {} is in use by another runnel process (pid {})",
+                "data directory {} {IN_USE} (pid {})",
                 dir.display(),
                 holder.trim()
             ));

@@ -24,6 +24,8 @@ mod security;
 mod uplinks;
 mod writer;
 
+pub(crate) use lock::IN_USE;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, RwLock};
