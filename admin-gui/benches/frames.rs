@@ -20,7 +20,9 @@
 //!
 //! `cargo bench -p runnel-admin-gui --bench frames`.
 
-use std::sync::Arc;
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -28,8 +30,6 @@ use bytes::Bytes;
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 use runnel_admin::app::{AdminApp, Screen};
-use runnel_admin::history::LagHistory;
-use runnel_admin::state::Profile;
 use runnel_admin::worker::Timing;
 use runnel_client::{Client, ClientConfig, NewTopic, OutRecord, PartitionBatch, Producer};
 use runnel_tests::{Broker, BrokerOptions, runnel_bin};
@@ -93,8 +93,9 @@ fn main() -> Result<()> {
     eprintln!("seeded {TOPICS} topics and {GROUPS} groups in {seeded:.1?}");
 
     let mut report = Report::default();
-    let mut harness = harness(app()?);
-    connect(&mut harness, &bootstrap)?;
+    // The default 5 s refresh, as an operator has it.
+    let mut harness = support::harness(support::app(Timing::default())?, WINDOW);
+    support::connect(&mut harness, "bench", &bootstrap);
     let started = Instant::now();
     // Retention comes in the same refresh as the sizes; a broker without DescribeLogDirs (an
     // older runnel) has no sizes, which the report says.
@@ -247,56 +248,17 @@ async fn join(tasks: Vec<tokio::task::JoinHandle<Result<()>>>) -> Result<()> {
     Ok(())
 }
 
-fn app() -> Result<AdminApp> {
-    Ok(AdminApp::new(
-        Vec::new(),
-        LagHistory::default(),
-        Timing::default(),
-        Arc::new(|| {}),
-    )?)
-}
-
-fn harness(app: AdminApp) -> Harness<'static, AdminApp> {
-    Harness::builder()
-        .with_size(WINDOW)
-        .build_ui_state(|ui, app: &mut AdminApp| app.show(ui), app)
-}
-
-/// Saves a profile and connects with the button, as a user would.
-fn connect(harness: &mut Harness<'_, AdminApp>, bootstrap: &str) -> Result<()> {
-    harness.state_mut().forms.new_profile = Profile {
-        name: "bench".into(),
-        bootstrap: bootstrap.into(),
-    };
-    harness.step();
-    harness.get_by_label("Save profile").click();
-    harness.step();
-    harness.get_by_label("Connect bench").click();
-    harness.step();
-    Ok(())
-}
-
-/// Steps the UI until `probe` holds.
+/// Steps the UI until `probe` holds (loading 2,000 topics takes a while).
 fn wait_for(
     harness: &mut Harness<'_, AdminApp>,
     what: &str,
-    mut probe: impl FnMut(&Harness<'_, AdminApp>) -> bool,
+    probe: impl FnMut(&Harness<'_, AdminApp>) -> bool,
 ) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        harness.step();
-        if probe(harness) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    support::wait_for(harness, what, Duration::from_secs(180), probe)
 }
 
 fn has_label(h: &Harness<'_, AdminApp>, text: &str) -> bool {
-    h.query_all_by_label(text).next().is_some()
+    support::count_label(h, text) > 0
 }
 
 /// The phases of one screen: the top of the list, the middle of the list, scrolling through

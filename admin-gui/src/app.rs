@@ -2,7 +2,7 @@
 //! It only draws and sends commands; all data comes from the worker's model, locked for the
 //! length of one frame's drawing (the worker holds that lock only to store answers).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use crate::history::LagHistory;
@@ -23,16 +23,18 @@ pub enum Screen {
     Groups,
     Messages,
     Bridges,
+    Uplinks,
 }
 
 impl Screen {
-    pub const ALL: [Screen; 6] = [
+    pub const ALL: [Screen; 7] = [
         Screen::Connections,
         Screen::Brokers,
         Screen::Topics,
         Screen::Groups,
         Screen::Messages,
         Screen::Bridges,
+        Screen::Uplinks,
     ];
 
     pub fn label(self) -> &'static str {
@@ -43,6 +45,7 @@ impl Screen {
             Screen::Groups => "Consumer groups",
             Screen::Messages => "Messages",
             Screen::Bridges => "Bridges",
+            Screen::Uplinks => "Uplinks",
         }
     }
 }
@@ -61,6 +64,8 @@ pub struct Forms {
     pub reset: panels::groups::ResetForm,
     pub browse: panels::messages::BrowseForm,
     pub produce: panels::messages::ProduceForm,
+    /// Uplinks whose partitions are shown.
+    pub expanded_uplinks: BTreeSet<String>,
 }
 
 impl Default for Profile {
@@ -168,6 +173,7 @@ impl AdminApp {
             Screen::Groups => panels::groups::show(self, ui),
             Screen::Messages => panels::messages::show(self, ui),
             Screen::Bridges => panels::bridges::show(self, ui),
+            Screen::Uplinks => panels::uplinks::show(self, ui),
         });
     }
 

@@ -6,10 +6,12 @@
 //!   never waits on the network;
 //! - [`state`]: plain data the panels draw, with how fresh it is;
 //! - [`history`]: consumer-group lag over time (persisted) and the status judged from it;
+//! - [`status`]: the newest status record of each Runnel bridge and uplink, and when it is stale;
 //! - [`app`]: the eframe app (draws only) and [`panels`], one per screen.
 
 pub mod app;
 pub mod history;
 pub mod panels;
 pub mod state;
+pub mod status;
 pub mod worker;

@@ -6,8 +6,9 @@
 //! - `RUNNEL_ADMIN_CONNECT=name=host:port[;name=host:port…]`: saves these profiles and opens
 //!   them (the last one is shown);
 //! - `RUNNEL_ADMIN_SCREEN=SCREEN[:NAME]`: the first screen, one of `connections`, `brokers`,
-//!   `topics`, `groups`, `messages`, `bridges`; `NAME` is the topic or group to select, or the
-//!   topic whose partition 0 the message browser shows;
+//!   `topics`, `groups`, `messages`, `bridges`, `uplinks`; `NAME` is the topic or group to
+//!   select, the topic whose partition 0 the message browser shows, or the uplink whose
+//!   partitions are shown;
 //! - `RUNNEL_ADMIN_REFRESH_MS=1000`: the refresh interval of the clusters opened this way.
 
 use std::time::Duration;
@@ -77,6 +78,7 @@ fn preconfigure(app: &mut AdminApp) {
         "groups" => Screen::Groups,
         "messages" => Screen::Messages,
         "bridges" => Screen::Bridges,
+        "uplinks" => Screen::Uplinks,
         other => {
             tracing::warn!("RUNNEL_ADMIN_SCREEN: unknown screen {other:?}");
             return;
@@ -103,6 +105,9 @@ fn preconfigure(app: &mut AdminApp) {
                 from: BrowseFrom::Latest(app.forms.browse.last),
                 max: MAX_BROWSE,
             });
+        }
+        Screen::Uplinks => {
+            app.forms.expanded_uplinks.insert(name);
         }
         _ => {}
     }

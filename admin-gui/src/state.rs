@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use runnel_client::{ClusterMeta, ConfigEntry, GroupDescription};
 use serde::{Deserialize, Serialize};
 
+use crate::status::{StatusRecord, UplinkStatus};
+
 /// (topic, partition) → offset.
 pub type Offsets = BTreeMap<(String, i32), i64>;
 
@@ -135,6 +137,46 @@ pub fn duration_label(ms: i64) -> String {
     }
 }
 
+/// `45 s`, `12 min 5 s`, `3 h 12 min`, `2 d 3 h`: the two largest units (the second left out
+/// when it is zero), for how long something has waited.
+pub fn elapsed_label(ms: i64) -> String {
+    const UNITS: [(i64, &str); 4] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "min"),
+        (1_000, "s"),
+    ];
+    let ms = ms.max(0);
+    let Some(i) = UNITS.iter().position(|(unit, _)| ms >= *unit) else {
+        return "0 s".into();
+    };
+    let (unit, name) = UNITS[i];
+    let mut out = format!("{} {name}", ms / unit);
+    if let Some((next, next_name)) = UNITS.get(i + 1) {
+        let rest = ms % unit / next;
+        if rest > 0 {
+            out.push_str(&format!(" {rest} {next_name}"));
+        }
+    }
+    out
+}
+
+/// `12,345`: digits grouped by thousands.
+pub fn count_label(n: i64) -> String {
+    let digits = n.unsigned_abs().to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
+    if n < 0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// One decimal below 10 when `fraction` (dropped when it is .0), none from 10 up.
 fn short_number(value: f64, fraction: bool) -> String {
     if fraction && value < 10.0 {
@@ -245,7 +287,9 @@ pub struct ClusterView {
     pub group_detail: Option<GroupDetail>,
     pub messages: Vec<MessageRow>,
     /// Bridge name → its latest status record (JSON, as the bridge wrote it).
-    pub bridges: BTreeMap<String, serde_json::Value>,
+    pub bridges: BTreeMap<String, StatusRecord<serde_json::Value>>,
+    /// Uplink name → its latest status record.
+    pub uplinks: BTreeMap<String, StatusRecord<UplinkStatus>>,
     /// Newest first, bounded.
     pub results: Vec<ActionResult>,
     /// The offsets an offset reset would commit, for the preview: (topic, partition) → offset.
@@ -267,6 +311,7 @@ impl ClusterView {
             group_detail: None,
             messages: Vec::new(),
             bridges: BTreeMap::new(),
+            uplinks: BTreeMap::new(),
             results: Vec::new(),
             reset_preview: None,
         }
@@ -341,6 +386,22 @@ mod tests {
         assert_eq!(duration_label(1_800_000), "30 min");
         assert_eq!(duration_label(604_800_000), "7 d");
         assert_eq!(duration_label(129_600_000), "1.5 d");
+    }
+
+    #[test]
+    fn given_waits_and_counts_when_labelling_should_use_two_units_and_group_thousands() {
+        assert_eq!(elapsed_label(0), "0 s");
+        assert_eq!(elapsed_label(999), "0 s");
+        assert_eq!(elapsed_label(45_000), "45 s");
+        assert_eq!(elapsed_label(725_000), "12 min 5 s");
+        assert_eq!(elapsed_label(3_600_000), "1 h");
+        assert_eq!(elapsed_label(11_520_000 + 59_999), "3 h 12 min");
+        assert_eq!(elapsed_label(183_600_000), "2 d 3 h");
+        assert_eq!(count_label(0), "0");
+        assert_eq!(count_label(999), "999");
+        assert_eq!(count_label(12_345), "12,345");
+        assert_eq!(count_label(1_234_567), "1,234,567");
+        assert_eq!(count_label(-1_000), "-1,000");
     }
 
     #[test]

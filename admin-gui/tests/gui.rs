@@ -4,78 +4,39 @@
 //! see a group's true lag, reset its offsets, and see the cluster marked stale — with the UI
 //! still drawing — when the broker stops.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod support;
 
-use anyhow::{Context, Result, bail, ensure};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
 use egui_kittest::Harness;
 use egui_kittest::kittest::Queryable;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
 use runnel_admin::app::{AdminApp, Screen};
-use runnel_admin::history::LagHistory;
-use runnel_admin::state::{Profile, bytes_label};
-use runnel_admin::worker::Timing;
+use runnel_admin::state::bytes_label;
 use runnel_tests::{Broker, BrokerOptions, clients, raw};
+use support::{TEST_TIMING, TEST_WINDOW, count_label, has_label};
 
-fn app() -> Result<AdminApp> {
-    let timing = Timing {
-        refresh: Duration::from_millis(300),
-        request_timeout: Duration::from_secs(3),
-    };
-    Ok(AdminApp::new(
-        Vec::new(),
-        LagHistory::default(),
-        timing,
-        Arc::new(|| {}),
-    )?)
+/// How long the worker may take to show an answer.
+const ANSWER: Duration = Duration::from_secs(20);
+
+fn harness() -> Result<Harness<'static, AdminApp>> {
+    Ok(support::harness(support::app(TEST_TIMING)?, TEST_WINDOW))
 }
 
-fn harness(app: AdminApp) -> Harness<'static, AdminApp> {
-    Harness::builder()
-        .with_size(egui::vec2(1400.0, 1000.0))
-        .build_ui_state(|ui, app: &mut AdminApp| app.show(ui), app)
-}
-
-/// Steps the UI until `probe` holds (the worker answers in the background).
 fn wait_for(
     harness: &mut Harness<'_, AdminApp>,
     what: &str,
-    mut probe: impl FnMut(&Harness<'_, AdminApp>) -> bool,
+    probe: impl FnMut(&Harness<'_, AdminApp>) -> bool,
 ) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        harness.step();
-        if probe(harness) {
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(30));
-    }
+    support::wait_for(harness, what, ANSWER, probe)
 }
 
-fn has_label(h: &Harness<'_, AdminApp>, text: &str) -> bool {
-    h.query_all_by_label_contains(text).next().is_some()
-}
-
-/// How many widgets are labelled exactly `text`.
-fn count_label(h: &Harness<'_, AdminApp>, text: &str) -> usize {
-    h.query_all_by_label(text).count()
-}
-
-/// Saves a profile through the form and connects with the button, as a user would.
+/// Connects to the cluster as `edge` and waits until it is online.
 fn connect(harness: &mut Harness<'_, AdminApp>, bootstrap: &str) -> Result<()> {
-    harness.state_mut().forms.new_profile = Profile {
-        name: "edge".into(),
-        bootstrap: bootstrap.into(),
-    };
-    harness.step();
-    harness.get_by_label("Save profile").click();
-    harness.step();
-    harness.get_by_label("Connect edge").click();
+    support::connect(harness, "edge", bootstrap);
     wait_for(harness, "the cluster to be online", |h| {
         has_label(h, "edge · online")
     })
@@ -85,7 +46,7 @@ fn connect(harness: &mut Harness<'_, AdminApp>, bootstrap: &str) -> Result<()> {
 fn given_a_running_broker_when_creating_a_topic_in_the_ui_should_list_it_and_create_it()
 -> Result<()> {
     let broker = Broker::start(BrokerOptions::new())?;
-    let mut harness = harness(app()?);
+    let mut harness = harness()?;
     connect(&mut harness, &broker.bootstrap())?;
     harness.state_mut().screen = Screen::Topics;
     harness.step();
@@ -118,21 +79,6 @@ fn log_dir_sizes(broker: &Broker, topic: &str) -> Result<Vec<i64>> {
         .collect())
 }
 
-/// `records` records of 500 bytes, all to partition 0 of `topic`.
-fn produce(bootstrap: &str, topic: &str, records: usize) -> Result<()> {
-    let value = "v".repeat(500);
-    let producer = clients::producer(bootstrap, &[])?;
-    tokio::runtime::Runtime::new()?.block_on(clients::send_all(
-        &producer,
-        (0..records).map(|_| {
-            FutureRecord::<(), _>::to(topic)
-                .payload(&value)
-                .partition(0)
-        }),
-    ))?;
-    Ok(())
-}
-
 /// The size the topic list holds for `topic` (what its Size column shows).
 fn shown_size(h: &Harness<'_, AdminApp>, topic: &str) -> Option<u64> {
     let model = h.state().worker.model();
@@ -158,7 +104,7 @@ fn given_records_when_viewing_topics_should_show_the_size_described_and_the_rete
         clients::create_topic(&admin, "sized", 2, &limits).await?;
         clients::create_topic(&admin, "kept", 1, &[]).await
     })?;
-    produce(&bootstrap, "sized", 200)?;
+    support::produce(&bootstrap, "sized", 200, 500)?;
     let described = log_dir_sizes(&broker, "sized")?;
     ensure!(
         described.len() == 2 && described[0] >= 200 * 500 && described[1] == 0,
@@ -166,7 +112,7 @@ fn given_records_when_viewing_topics_should_show_the_size_described_and_the_rete
     );
     let total = described.iter().sum::<i64>() as u64;
 
-    let mut harness = harness(app()?);
+    let mut harness = harness()?;
     connect(&mut harness, &bootstrap)?;
     harness.state_mut().screen = Screen::Topics;
     let label = bytes_label(total);
@@ -202,7 +148,7 @@ fn given_records_when_viewing_topics_should_show_the_size_described_and_the_rete
     );
 
     // More records: the list follows on its next refresh.
-    produce(&bootstrap, "sized", 200)?;
+    support::produce(&bootstrap, "sized", 200, 500)?;
     let grown = log_dir_sizes(&broker, "sized")?.iter().sum::<i64>() as u64;
     ensure!(
         grown > total,
@@ -248,7 +194,7 @@ fn given_a_group_with_lag_when_viewing_groups_should_show_the_true_lag_and_reset
     consumer.commit(&tpl, CommitMode::Sync)?;
     let true_lag = (20 - 5) + (20 - 12);
 
-    let mut harness = harness(app()?);
+    let mut harness = harness()?;
     connect(&mut harness, &bootstrap)?;
     harness.state_mut().screen = Screen::Groups;
     wait_for(&mut harness, "the group's lag", |h| {
@@ -289,7 +235,7 @@ fn given_a_group_with_lag_when_viewing_groups_should_show_the_true_lag_and_reset
 fn given_a_stopped_broker_when_refreshing_should_mark_the_cluster_stale_and_keep_drawing()
 -> Result<()> {
     let mut broker = Broker::start(BrokerOptions::new())?;
-    let mut harness = harness(app()?);
+    let mut harness = harness()?;
     connect(&mut harness, &broker.bootstrap())?;
     // Runnel's own state (version, uptime, disk, RSS) comes over the Kafka protocol too.
     harness.state_mut().screen = Screen::Brokers;

@@ -1,8 +1,10 @@
 //! MQTT bridges: the latest status record each Runnel bridge wrote to
 //! `__runnel_bridge_status` — connection, pending messages, per-rule counters, egress lag,
-//! last error. Other Kafka clusters simply have none.
+//! last error, and how old that record is (stale after three status intervals). Other Kafka
+//! clusters simply have none.
 
 use crate::app::AdminApp;
+use crate::worker::refresh::now_ms;
 
 pub fn show(app: &mut AdminApp, ui: &mut egui::Ui) {
     ui.heading("MQTT bridges");
@@ -17,7 +19,9 @@ pub fn show(app: &mut AdminApp, ui: &mut egui::Ui) {
         ui.label("No bridge status records (no Runnel MQTT bridge writes to this cluster).");
         return;
     }
-    for (name, s) in &view.bridges {
+    let now_ms = now_ms();
+    for (name, record) in &view.bridges {
+        let s = &record.value;
         ui.group(|ui| {
             let connected = s["connected"].as_bool().unwrap_or(false);
             ui.strong(format!(
@@ -30,6 +34,12 @@ pub fn show(app: &mut AdminApp, ui: &mut egui::Ui) {
                 s["pending"].as_i64().unwrap_or(0),
                 s["reconnects"].as_u64().unwrap_or(0)
             ));
+            let (age, stale) = record.age_label(now_ms);
+            if stale {
+                ui.colored_label(ui.visuals().warn_fg_color, format!("status {age}"));
+            } else {
+                ui.label(format!("status {age}"));
+            }
             if let Some(e) = s["last_error"].as_str() {
                 ui.colored_label(ui.visuals().error_fg_color, format!("last error: {e}"));
             }

@@ -1,10 +1,14 @@
 //! Saved connection profiles (persisted by eframe), opening several clusters at once, and the
-//! fleet overview: each open cluster online, stale (with "last seen") or offline.
+//! fleet overview: each open cluster online, stale (with "last seen") or offline, and what its
+//! uplinks still hold (`truck-042 -> central: 12,345 records (3.4 MiB), oldest 2 h`, or
+//! `caught up`), so an operator sees at a glance which devices have not shipped their data.
 
 use std::time::Instant;
 
 use crate::app::AdminApp;
-use crate::state::Profile;
+use crate::state::{ClusterView, Profile};
+use crate::worker::Model;
+use crate::worker::refresh::now_ms;
 
 pub fn show(app: &mut AdminApp, ui: &mut egui::Ui, now: Instant) {
     ui.heading("Connections");
@@ -87,6 +91,7 @@ pub fn show(app: &mut AdminApp, ui: &mut egui::Ui, now: Instant) {
     let mut close = None;
     {
         let model = app.worker.model();
+        let now_ms = now_ms();
         egui::Grid::new("fleet").striped(true).show(ui, |ui| {
             for h in [
                 "Cluster",
@@ -116,8 +121,44 @@ pub fn show(app: &mut AdminApp, ui: &mut egui::Ui, now: Instant) {
                 ui.end_row();
             }
         });
+        uplink_backlogs(ui, app, &model, now_ms);
     }
     if let Some(id) = close {
         app.disconnect(id);
     }
+}
+
+/// What each open cluster's uplinks still hold, one line per uplink (in the warning colour
+/// while records wait), below the fleet table: in its own grid the lines never wrap.
+fn uplink_backlogs(ui: &mut egui::Ui, app: &AdminApp, model: &Model, now_ms: i64) {
+    let with_uplinks: Vec<(&str, &ClusterView)> = app
+        .open
+        .iter()
+        .filter_map(|(id, p)| Some((p.name.as_str(), model.clusters.get(id)?)))
+        .filter(|(_, v)| !v.uplinks.is_empty())
+        .collect();
+    if with_uplinks.is_empty() {
+        return;
+    }
+    ui.add_space(8.0);
+    egui::Grid::new("fleet-uplinks")
+        .striped(true)
+        .show(ui, |ui| {
+            ui.strong("Cluster");
+            ui.strong("Uplink backlog");
+            ui.end_row();
+            for (name, view) in with_uplinks {
+                for record in view.uplinks.values() {
+                    ui.label(name);
+                    let line = egui::RichText::new(record.fleet_line(now_ms));
+                    let line = if record.value.backlog_records > 0 {
+                        line.color(ui.visuals().warn_fg_color)
+                    } else {
+                        line
+                    };
+                    ui.add(egui::Label::new(line).extend());
+                    ui.end_row();
+                }
+            }
+        });
 }

@@ -8,6 +8,7 @@ pub mod groups;
 pub mod messages;
 pub mod results;
 pub mod topics;
+pub mod uplinks;
 
 /// Shown when a screen needs a cluster and none is open.
 pub fn no_cluster(ui: &mut egui::Ui) {

@@ -8,6 +8,7 @@
 
 pub mod actions;
 pub mod refresh;
+pub mod status_topic;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};

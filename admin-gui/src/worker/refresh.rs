@@ -1,37 +1,48 @@
 //! The periodic overview of one cluster: brokers and topics (Metadata), record counts and
 //! rates (ListOffsets), sizes (DescribeLogDirs) and retention (one DescribeConfigs for all
-//! topics), groups with members and lag (ListGroups, DescribeGroups, OffsetFetch), and bridge
-//! status records. Everything goes into the view at once, so the screen never shows half of a
-//! refresh; a failed refresh leaves the last data, marked stale. Sizes and retention are
-//! extras: a cluster that cannot tell them shows `-`, and a failed ask keeps the last values,
-//! without failing the refresh.
+//! topics), groups with members and lag (ListGroups, DescribeGroups, OffsetFetch), and the
+//! status records of bridges and uplinks ([`super::status_topic`]). Everything goes into the
+//! view at once, so the screen never shows half of a refresh; a failed refresh leaves the last
+//! data, marked stale. Sizes, retention and status records are extras: a cluster that cannot
+//! tell them shows `-`, and a failed ask keeps the last values, without failing the refresh.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use runnel_client::admin::log_dirs::PartitionSizes;
-use runnel_client::{ClusterMeta, FetchOptions, PartitionOffsets};
+use runnel_client::{ClusterMeta, PartitionOffsets};
 
 use super::ClusterCtx;
+use super::status_topic::{BRIDGE_STATUS_TOPIC, StatusTopic, UPLINK_STATUS_TOPIC};
 use crate::history::Sample;
 use crate::state::{BrokerStatus, GroupRow, GroupStatus, Retention, TopicRow};
-
-/// The topic Runnel's MQTT bridges write their status to.
-pub const BRIDGE_STATUS_TOPIC: &str = "__runnel_bridge_status";
-/// Status records read per refresh (the newest per bridge wins).
-const BRIDGE_STATUS_TAIL: i64 = 200;
+use crate::status::{StatusRecord, UplinkStatus};
 
 /// The topic configs the list shows.
 const RETENTION_KEYS: [&str; 2] = ["retention.ms", "retention.bytes"];
 
-/// Remembers the previous end offsets, for message rates, and the last sizes and retention,
-/// kept when asking for them fails once.
-#[derive(Debug, Default)]
+/// Remembers the previous end offsets, for message rates, the last sizes and retention, kept
+/// when asking for them fails once, and the newest status record of each bridge and uplink.
+#[derive(Debug)]
 pub struct Refresher {
     previous: HashMap<String, (Instant, i64)>,
     /// `None`: the cluster does not serve DescribeLogDirs (or never answered it).
     sizes: Option<PartitionSizes>,
     retention: HashMap<String, Retention>,
+    bridges: StatusTopic<serde_json::Value>,
+    uplinks: StatusTopic<UplinkStatus>,
+}
+
+impl Default for Refresher {
+    fn default() -> Self {
+        Refresher {
+            previous: HashMap::new(),
+            sizes: None,
+            retention: HashMap::new(),
+            bridges: StatusTopic::new(BRIDGE_STATUS_TOPIC),
+            uplinks: StatusTopic::new(UPLINK_STATUS_TOPIC),
+        }
+    }
 }
 
 struct Overview {
@@ -39,7 +50,8 @@ struct Overview {
     brokers: BTreeMap<i32, BrokerStatus>,
     topics: Vec<TopicRow>,
     groups: Vec<(GroupRow, Sample)>,
-    bridges: BTreeMap<String, serde_json::Value>,
+    bridges: BTreeMap<String, StatusRecord<serde_json::Value>>,
+    uplinks: BTreeMap<String, StatusRecord<UplinkStatus>>,
 }
 
 impl Refresher {
@@ -71,6 +83,7 @@ impl Refresher {
                 view.brokers = o.brokers;
                 view.topics = o.topics;
                 view.bridges = o.bridges;
+                view.uplinks = o.uplinks;
                 view.mark(Ok(()), now);
             }
             Err(e) => view.mark(Err(e), now),
@@ -131,7 +144,8 @@ impl Refresher {
         }
         topics.sort_by(|a, b| a.name.cmp(&b.name));
         let groups = self.groups(ctx, &ends).await?;
-        let bridges = bridges(ctx, &meta, &starts, &ends).await;
+        let bridges = self.bridges.read(ctx, &meta, &starts, &ends).await;
+        let uplinks = self.uplinks.read(ctx, &meta, &starts, &ends).await;
         let brokers = brokers(ctx, &meta).await;
         Ok(Overview {
             meta,
@@ -139,6 +153,7 @@ impl Refresher {
             topics,
             groups,
             bridges,
+            uplinks,
         })
     }
 
@@ -257,41 +272,6 @@ async fn brokers(ctx: &ClusterCtx, meta: &ClusterMeta) -> BTreeMap<i32, BrokerSt
             },
         };
         out.insert(b.node_id, status);
-    }
-    out
-}
-
-/// The newest status record of each bridge, if the cluster has the status topic.
-async fn bridges(
-    ctx: &ClusterCtx,
-    meta: &ClusterMeta,
-    starts: &PartitionOffsets,
-    ends: &PartitionOffsets,
-) -> BTreeMap<String, serde_json::Value> {
-    let mut out = BTreeMap::new();
-    if !meta.topics.iter().any(|t| t.name == BRIDGE_STATUS_TOPIC) {
-        return out;
-    }
-    let key = (BRIDGE_STATUS_TOPIC.to_string(), 0);
-    let end = ends.get(&key).copied().unwrap_or(0);
-    let from = (end - BRIDGE_STATUS_TAIL).max(starts.get(&key).copied().unwrap_or(0));
-    let options = FetchOptions {
-        max_wait: Duration::ZERO,
-        ..FetchOptions::default()
-    };
-    if let Ok(fetched) = ctx
-        .client
-        .fetch(BRIDGE_STATUS_TOPIC, 0, from, options)
-        .await
-    {
-        for r in fetched.records {
-            let (Some(k), Some(v)) = (r.key, r.value) else {
-                continue;
-            };
-            if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&v) {
-                out.insert(String::from_utf8_lossy(&k).into_owned(), json);
-            }
-        }
     }
     out
 }
