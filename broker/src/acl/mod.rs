@@ -274,11 +274,16 @@ impl Index {
                     .entry(b.resource_name.clone())
                     .or_default()
                     .push(entry),
-                PatternType::Prefixed => t
-                    .prefixed
-                    .entry(b.resource_name.clone())
-                    .or_default()
-                    .push(entry),
+                PatternType::Prefixed => {
+                    let len = b.resource_name.len();
+                    if let Err(at) = t.prefix_lens.binary_search(&len) {
+                        t.prefix_lens.insert(at, len);
+                    }
+                    t.prefixed
+                        .entry(b.resource_name.clone())
+                        .or_default()
+                        .push(entry)
+                }
             }
         }
         Index { bindings, by_type }
@@ -291,7 +296,10 @@ struct TypeIndex {
     /// Name (or `*`) → entries.
     literal: HashMap<String, Vec<Entry>>,
     /// Prefix → entries.
-    prefixed: std::collections::BTreeMap<String, Vec<Entry>>,
+    prefixed: HashMap<String, Vec<Entry>>,
+    /// The distinct lengths of the prefixes, ascending: a name's matching prefixes are found
+    /// with one lookup per length instead of a scan of every prefix.
+    prefix_lens: Vec<usize>,
 }
 
 impl TypeIndex {
@@ -303,10 +311,10 @@ impl TypeIndex {
             .flatten()
             .into_iter();
         let prefixed = self
-            .prefixed
+            .prefix_lens
             .iter()
-            .filter(|(prefix, _)| name.starts_with(prefix.as_str()))
-            .map(|(_, entries)| entries);
+            .take_while(|&&len| len <= name.len())
+            .filter_map(|&len| self.prefixed.get(name.get(..len)?));
         let mut matched = false;
         let mut allowed = false;
         for e in literal.chain(wildcard).chain(prefixed).flatten() {
