@@ -208,7 +208,8 @@ pub async fn delete(
             None => ctx.topics.get_by_id(id),
         };
         let checked = delete_check(ctx, session, name.as_deref(), topic.as_deref());
-        // A topic named only by id keeps its name from clients that may not DESCRIBE it.
+        // What the client may not DESCRIBE keeps its name (asked by id) or id (asked by name).
+        let hide_id = matches!(checked, Err((_, Hidden::Id)));
         let shown = match &checked {
             Err((_, Hidden::Name)) => None,
             _ => name.as_deref().or(topic.as_ref().map(|t| t.name())),
@@ -227,7 +228,8 @@ pub async fn delete(
             (Ok(()), Some(t)) => ctx.topics.delete(t.name()).await,
         };
         let result = if version >= 6 {
-            result.with_topic_id(topic.as_ref().map(|t| t.id()).unwrap_or(id))
+            let known = topic.as_ref().map(|t| t.id()).unwrap_or(id);
+            result.with_topic_id(if hide_id { id } else { known })
         } else {
             result
         };
@@ -241,10 +243,11 @@ pub async fn delete(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-/// Whether a refused deletion may show the topic's name.
+/// What a refused deletion must not show of the topic.
 enum Hidden {
     Nothing,
     Name,
+    Id,
 }
 
 /// Kafka's DeleteTopics checks: DESCRIBE (by name) before existence, DELETE after it; a topic
@@ -263,7 +266,7 @@ fn delete_check(
     let acl = &ctx.acl;
     let can = |op, name: &str| acl.allows(session, op, ResourceType::Topic, name);
     match (name, topic) {
-        (Some(n), _) if !can(Operation::Describe, n) => refused("describe", n, Hidden::Nothing),
+        (Some(n), _) if !can(Operation::Describe, n) => refused("describe", n, Hidden::Id),
         (_, None) => Ok(()),
         (_, Some(t)) if can(Operation::Delete, t.name()) => Ok(()),
         (None, Some(t)) if !can(Operation::Describe, t.name()) => {
