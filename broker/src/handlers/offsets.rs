@@ -510,7 +510,11 @@ mod tests {
     #[test]
     fn a_partition_error_wins_over_the_group_error() {
         let codes = |r: &OffsetFetchResponse| -> Vec<i16> {
-            r.topics[0].partitions.iter().map(|p| p.error_code).collect()
+            r.topics[0]
+                .partitions
+                .iter()
+                .map(|p| p.error_code)
+                .collect()
         };
         assert_eq!(codes(&fetch_response_single(0, found(), 5)), [0, 0, 29]);
         assert_eq!(codes(&fetch_response_single(15, found(), 1)), [15, 15, 29]);
