@@ -277,6 +277,17 @@ mod tests {
     }
 
     #[test]
+    fn given_an_openssl_certificate_should_match_openssls_rfc2253_subject() {
+        // `openssl req -x509 … -subj "/C=DE/O=Acme, Inc./OU=edge/CN=truck-7"`; `openssl x509
+        // -noout -subject -nameopt RFC2253` prints the same.
+        let der = include_bytes!("testdata/acme-truck-7.der");
+        assert_eq!(
+            subject(der),
+            Ok("CN=truck-7,OU=edge,O=Acme\\, Inc.,C=DE".into())
+        );
+    }
+
+    #[test]
     fn given_unusual_attributes_should_follow_java_rfc2253() {
         let email = rdn(EMAIL, 0x16, b"a@b");
         assert_eq!(
