@@ -124,7 +124,7 @@ where
             }
         };
         let next = match stage {
-            Stage::Start => start(mechanisms, &peer, frame, wr, conn_span).await,
+            Stage::Start => start(ctx, mechanisms, &peer, frame, wr, conn_span).await,
             Stage::Handshaken(m) => token(ctx, &peer, m, None, frame, wr).await,
             Stage::ScramFinal(m, exchange) => {
                 token(ctx, &peer, m, Some(*exchange), frame, wr).await
@@ -149,6 +149,7 @@ enum Next {
 
 /// ApiVersions or SaslHandshake.
 async fn start<W: AsyncWrite + Unpin>(
+    ctx: &Ctx,
     mechanisms: &[SaslMechanism],
     peer: &str,
     frame: Bytes,
@@ -195,6 +196,8 @@ async fn start<W: AsyncWrite + Unpin>(
                     raw: version == 0,
                 }))),
                 None => {
+                    // Kafka counts this as a failed authentication too.
+                    ctx.auth.record(false);
                     tracing::warn!(%peer, mechanism = %req.mechanism, "closing connection: SASL mechanism not enabled on this listener");
                     None
                 }
