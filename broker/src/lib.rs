@@ -190,6 +190,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         tracker.spawn(serving);
     }
     tracker.spawn(retention::run(ctx.clone()));
+    tracker.spawn(alloc::trim_periodically(shutdown.clone()));
     tracker.spawn(runnel_bridge::service::watchdog(shutdown.clone()));
     runnel_bridge::service::ready(&format!(
         "serving Kafka on {}",

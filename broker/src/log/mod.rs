@@ -142,6 +142,18 @@ pub trait LogStore: Send + Sync {
         max_bytes: usize,
         at_least_one: bool,
     ) -> Result<ReadChunk, StoreError>;
+    /// [`LogStore::read`] (at least one batch) for a reader that will not come back to these
+    /// batches, like an uplink forwarding a backlog once: an implementation may drop the
+    /// pages it read from the process's memory (they stay in the page cache), so a long
+    /// sequential read does not grow the resident set by the size of the data. Blocking.
+    fn read_once(
+        &self,
+        id: PartitionId,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadChunk, StoreError> {
+        self.read(id, offset, max_bytes, true)
+    }
     /// The first record with timestamp >= `timestamp`. Blocking.
     fn offset_for_timestamp(
         &self,

@@ -243,7 +243,7 @@ impl Lane {
             let log = self.shared.ctx.log.clone();
             let id = self.id;
             let read_bytes = self.max_batch_bytes;
-            let chunk = blocking(move || log.read(id, at, read_bytes, true)).await?;
+            let chunk = blocking(move || log.read_once(id, at, read_bytes)).await?;
             if chunk.records.is_empty() {
                 break;
             }

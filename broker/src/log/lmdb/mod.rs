@@ -277,7 +277,16 @@ impl LogStore for LmdbStore {
         max_bytes: usize,
         at_least_one: bool,
     ) -> Result<ReadChunk, StoreError> {
-        reads::read(&self.shared, id, offset, max_bytes, at_least_one)
+        reads::read(&self.shared, id, offset, max_bytes, at_least_one, false)
+    }
+
+    fn read_once(
+        &self,
+        id: PartitionId,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadChunk, StoreError> {
+        reads::read(&self.shared, id, offset, max_bytes, true, true)
     }
 
     fn offset_for_timestamp(

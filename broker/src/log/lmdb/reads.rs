@@ -8,13 +8,14 @@ use super::{Shared, keys};
 use crate::log::{PartitionId, ReadChunk, Retention, StoreError, TimestampOffset};
 use crate::protocol::{batch, decompress};
 
-/// See [`crate::log::LogStore::read`].
+/// See [`crate::log::LogStore::read`]; with `release`, [`crate::log::LogStore::read_once`].
 pub fn read(
     shared: &Shared,
     id: PartitionId,
     offset: i64,
     max_bytes: usize,
     at_least_one: bool,
+    release: bool,
 ) -> Result<ReadChunk, StoreError> {
     let part = shared
         .partition(id)
@@ -50,6 +51,9 @@ pub fn read(
                 break;
             }
             out.extend_from_slice(value);
+            if release {
+                release_pages(value);
+            }
             if !fits {
                 break;
             }
@@ -60,6 +64,35 @@ pub fn read(
         high_watermark,
         log_start,
     })
+}
+
+/// Kernel fault-around window (`fault_around_bytes`, 64 KiB by default).
+const RELEASE_GRANULE: usize = 64 * 1024;
+
+/// Drops the memory pages holding `value` from this process's resident set. `value` lies in
+/// LMDB's read-only shared file mapping (the environment is never opened with WRITE_MAP), so
+/// the pages stay in the page cache and the next access — by anyone, including this very
+/// read transaction — faults them back in with the same content; nothing is lost or changed.
+/// Large batches live in overflow pages of their own; a small batch shares its leaf page,
+/// whose other entries then cost one minor fault to touch again.
+///
+/// The range is widened to [`RELEASE_GRANULE`]: on a fault Linux maps the cached pages around
+/// the faulting one too ("fault-around", 64 KiB by default), which would otherwise leave up to
+/// 15 already-forwarded neighbours mapped per read.
+fn release_pages(value: &[u8]) {
+    let page = (super::page_size() as usize).max(RELEASE_GRANULE);
+    let start = value.as_ptr() as usize / page * page;
+    let end = (value.as_ptr() as usize + value.len()).next_multiple_of(page);
+    if end <= start {
+        return;
+    }
+    // SAFETY: [start, end) is page-aligned and covers only pages of the environment's
+    // mapping (LMDB maps whole pages, and `value` lies in it; see above); MADV_DONTNEED on a
+    // shared read-only file mapping only unmaps our page-table entries.
+    let rc = unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
+    if rc != 0 {
+        tracing::debug!(error = %std::io::Error::last_os_error(), "madvise(MADV_DONTNEED) failed");
+    }
 }
 
 /// Key of the batch holding `offset`, or of the first batch after it.
