@@ -110,27 +110,6 @@ unsafe impl GlobalAlloc for LazyHugeAlloc {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn huge_allocations_are_lazy_and_usable() {
-        let a = LazyHugeAlloc;
-        let layout = Layout::from_size_align(64 * HUGE, 8).expect("layout");
-        // SAFETY: the layout is non-zero; the block is written within bounds and freed once.
-        unsafe {
-            let p = a.alloc(layout);
-            assert!(!p.is_null(), "16 GiB of address space is reserved lazily");
-            *p = 7;
-            *p.add(layout.size() - 1) = 9;
-            let q = a.realloc(p, layout, 1024);
-            assert_eq!(*q, 7);
-            a.dealloc(q, Layout::from_size_align(1024, 8).expect("layout"));
-        }
-    }
-}
-
 /// How often [`trim_periodically`] hands free heap memory back to the kernel.
 const TRIM_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -150,6 +129,27 @@ pub async fn trim_periodically(shutdown: tokio_util::sync::CancellationToken) {
         // SAFETY: malloc_trim has no preconditions; it only releases free heap pages.
         unsafe {
             libc::malloc_trim(0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_allocations_are_lazy_and_usable() {
+        let a = LazyHugeAlloc;
+        let layout = Layout::from_size_align(64 * HUGE, 8).expect("layout");
+        // SAFETY: the layout is non-zero; the block is written within bounds and freed once.
+        unsafe {
+            let p = a.alloc(layout);
+            assert!(!p.is_null(), "16 GiB of address space is reserved lazily");
+            *p = 7;
+            *p.add(layout.size() - 1) = 9;
+            let q = a.realloc(p, layout, 1024);
+            assert_eq!(*q, 7);
+            a.dealloc(q, Layout::from_size_align(1024, 8).expect("layout"));
         }
     }
 }
