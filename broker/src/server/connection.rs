@@ -11,8 +11,8 @@
 //! On a SASL listener the connection first runs [`super::sasl::authenticate`] (small frames,
 //! no read-ahead buffer, a deadline from accept); only an authenticated client gets here. A
 //! connection that sends no request for `server.connections_max_idle_ms` is closed (Kafka's
-//! `connections.max.idle.ms`); the time counts from the last byte received, so a large request
-//! arriving slowly is not idle.
+//! `connections.max.idle.ms`); the time counts from the last byte received (so a large request
+//! arriving slowly is not idle) or from the last answer, whichever is later.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -108,26 +108,30 @@ where
     // the store commits in queue order).
     let mut last_produce: Option<JoinHandle<()>> = None;
     let pipelined = Arc::new(AtomicUsize::new(0));
+    // One timer for the connection, moved only when it fires early: no timer work per request.
+    let idle_timer = tokio::time::sleep_until(options.accepted + idle);
+    tokio::pin!(idle_timer);
     loop {
+        // Time spent answering is not idle: the clock starts when we wait for a request, or at
+        // the last byte received if that is later.
+        let waiting_since = Instant::now();
         let read = read_frame(&mut rd, max);
         tokio::pin!(read);
         let frame = loop {
-            let idle_until =
-                options.accepted + Duration::from_millis(last_read.load(Ordering::Relaxed)) + idle;
             tokio::select! {
                 biased;
                 _ = ctx.shutdown.cancelled() => break None,
                 _ = closing.cancelled() => break None,
                 frame = &mut read => break Some(frame),
-                _ = tokio::time::sleep_until(idle_until) => {
-                    // Bytes may have arrived meanwhile; only a full idle period closes.
-                    if Instant::now() >= options.accepted
-                        + Duration::from_millis(last_read.load(Ordering::Relaxed))
-                        + idle
-                    {
+                _ = &mut idle_timer => {
+                    let last = options.accepted
+                        + Duration::from_millis(last_read.load(Ordering::Relaxed));
+                    let due = last.max(waiting_since) + idle;
+                    if Instant::now() >= due {
                         tracing::debug!("closing connection: idle for {idle:?} (server.connections_max_idle_ms)");
                         break None;
                     }
+                    idle_timer.as_mut().reset(due);
                 }
             }
         };
