@@ -118,8 +118,12 @@ where
                 tracing::debug!(error = %e, "connection error before authentication");
                 return None;
             }
-            Err(e) => {
+            Err(e @ FrameError::TooLarge { .. }) => {
                 tracing::warn!(%peer, error = %e, "closing unauthenticated connection: frames before authentication are limited to {MAX_UNAUTHENTICATED_FRAME} bytes");
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "closing unauthenticated connection: bad frame");
                 return None;
             }
         };
