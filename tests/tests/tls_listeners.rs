@@ -237,10 +237,18 @@ async fn given_required_client_auth_should_admit_only_clients_with_a_certificate
         "refusal took {:?}",
         started.elapsed()
     );
-    ensure!(
-        s.broker.log().contains("TLS handshake failed"),
-        "the broker did not log the refused handshake ({e})"
-    );
+    // The client can see the alert a moment before the broker's log line is written.
+    runnel_tests::wait_until(
+        "the refused handshake to be logged",
+        Duration::from_secs(5),
+        || {
+            Ok(s.broker
+                .log()
+                .contains("TLS handshake failed")
+                .then_some(()))
+        },
+    )
+    .with_context(|| format!("the broker did not log the refused handshake ({e})"))?;
     // The refused client did not disturb the admitted one.
     ensure!(values(&good, "mtls").await? == ["with a certificate"]);
     Ok(())
