@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use crate::history::LagHistory;
 use crate::panels;
-use crate::state::Profile;
+use crate::profile::{Profile, ProfileForm};
+use crate::worker::access::Secret;
 use crate::worker::{Command, Repaint, Timing, Worker};
 
 /// eframe storage keys.
@@ -24,10 +25,11 @@ pub enum Screen {
     Messages,
     Bridges,
     Uplinks,
+    Access,
 }
 
 impl Screen {
-    pub const ALL: [Screen; 7] = [
+    pub const ALL: [Screen; 8] = [
         Screen::Connections,
         Screen::Brokers,
         Screen::Topics,
@@ -35,6 +37,7 @@ impl Screen {
         Screen::Messages,
         Screen::Bridges,
         Screen::Uplinks,
+        Screen::Access,
     ];
 
     pub fn label(self) -> &'static str {
@@ -46,6 +49,7 @@ impl Screen {
             Screen::Messages => "Messages",
             Screen::Bridges => "Bridges",
             Screen::Uplinks => "Uplinks",
+            Screen::Access => "Access",
         }
     }
 }
@@ -53,7 +57,9 @@ impl Screen {
 /// The contents of the forms and selections, per screen.
 #[derive(Debug, Default)]
 pub struct Forms {
-    pub new_profile: Profile,
+    pub new_profile: ProfileForm,
+    /// Passwords typed next to saved profiles that do not remember theirs, by profile name.
+    pub connect_passwords: BTreeMap<String, Secret>,
     pub topic_filter: String,
     pub new_topic: panels::topics::NewTopicForm,
     pub selected_topic: Option<String>,
@@ -66,15 +72,7 @@ pub struct Forms {
     pub produce: panels::messages::ProduceForm,
     /// Uplinks whose partitions are shown.
     pub expanded_uplinks: BTreeSet<String>,
-}
-
-impl Default for Profile {
-    fn default() -> Self {
-        Profile {
-            name: String::new(),
-            bootstrap: "127.0.0.1:9092".into(),
-        }
-    }
+    pub access: panels::access::AccessForms,
 }
 
 /// The application.
@@ -129,8 +127,16 @@ impl AdminApp {
         )
     }
 
-    /// Opens a cluster (a new view and its background task) and shows it.
+    /// Opens a cluster (a new view and its background task) and shows it; a cluster open
+    /// with the same profile name is closed first (connecting again after fixing a profile).
     pub fn connect(&mut self, profile: Profile) -> usize {
+        let same: Vec<usize> = (self.open.iter())
+            .filter(|(_, p)| p.name == profile.name)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in same {
+            self.disconnect(id);
+        }
         let id = self.next_id;
         self.next_id += 1;
         self.open.insert(id, profile.clone());
@@ -174,6 +180,7 @@ impl AdminApp {
             Screen::Messages => panels::messages::show(self, ui),
             Screen::Bridges => panels::bridges::show(self, ui),
             Screen::Uplinks => panels::uplinks::show(self, ui),
+            Screen::Access => panels::access::show(self, ui),
         });
     }
 
@@ -211,7 +218,9 @@ impl eframe::App for AdminApp {
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
-        eframe::set_value(storage, PROFILES_KEY, &self.profiles);
+        // Passwords only where the user asked to remember them (see `crate::profile`).
+        let profiles: Vec<Profile> = self.profiles.iter().map(Profile::persisted).collect();
+        eframe::set_value(storage, PROFILES_KEY, &profiles);
         let history = self.worker.model().history.clone();
         eframe::set_value(storage, HISTORY_KEY, &history);
     }

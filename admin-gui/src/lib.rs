@@ -4,6 +4,7 @@
 //!
 //! - [`worker`]: a background tokio runtime owns every connection; the UI sends commands and
 //!   never waits on the network;
+//! - [`profile`]: saved connection profiles with TLS and SASL, and how passwords are kept;
 //! - [`state`]: plain data the panels draw, with how fresh it is;
 //! - [`history`]: consumer-group lag over time (persisted) and the status judged from it;
 //! - [`status`]: the newest status record of each Runnel bridge and uplink, and when it is stale;
@@ -12,6 +13,7 @@
 pub mod app;
 pub mod history;
 pub mod panels;
+pub mod profile;
 pub mod state;
 pub mod status;
 pub mod worker;

@@ -6,7 +6,7 @@
 //! - `RUNNEL_ADMIN_CONNECT=name=host:port[;name=host:port…]`: saves these profiles and opens
 //!   them (the last one is shown);
 //! - `RUNNEL_ADMIN_SCREEN=SCREEN[:NAME]`: the first screen, one of `connections`, `brokers`,
-//!   `topics`, `groups`, `messages`, `bridges`, `uplinks`; `NAME` is the topic or group to
+//!   `topics`, `groups`, `messages`, `bridges`, `uplinks`, `access`; `NAME` is the topic or group to
 //!   select, the topic whose partition 0 the message browser shows, or the uplink whose
 //!   partitions are shown;
 //! - `RUNNEL_ADMIN_REFRESH_MS=1000`: the refresh interval of the clusters opened this way.
@@ -56,10 +56,7 @@ fn preconfigure(app: &mut AdminApp) {
             tracing::warn!("RUNNEL_ADMIN_CONNECT: {spec:?} is not name=host:port");
             continue;
         };
-        let profile = Profile {
-            name: name.trim().to_string(),
-            bootstrap: bootstrap.trim().to_string(),
-        };
+        let profile = Profile::new(name.trim(), bootstrap.trim());
         app.profiles.retain(|p| p.name != profile.name);
         app.profiles.push(profile.clone());
         app.connect(profile);
@@ -79,6 +76,7 @@ fn preconfigure(app: &mut AdminApp) {
         "messages" => Screen::Messages,
         "bridges" => Screen::Bridges,
         "uplinks" => Screen::Uplinks,
+        "access" => Screen::Access,
         other => {
             tracing::warn!("RUNNEL_ADMIN_SCREEN: unknown screen {other:?}");
             return;

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use runnel_client::{ClusterMeta, ConfigEntry, GroupDescription};
+use runnel_client::admin::users::ScramUser;
+use runnel_client::{AclBinding, ClusterMeta, ConfigEntry, GroupDescription};
 use serde::{Deserialize, Serialize};
 
 use crate::status::{StatusRecord, UplinkStatus};
@@ -14,13 +15,7 @@ use crate::status::{StatusRecord, UplinkStatus};
 /// (topic, partition) → offset.
 pub type Offsets = BTreeMap<(String, i32), i64>;
 
-/// A saved connection.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Profile {
-    pub name: String,
-    /// `host:port[,host:port…]`.
-    pub bootstrap: String,
-}
+pub use crate::profile::{Profile, SaslProfile};
 
 /// How current a cluster's data is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,6 +289,47 @@ pub struct ClusterView {
     pub results: Vec<ActionResult>,
     /// The offsets an offset reset would commit, for the preview: (topic, partition) → offset.
     pub reset_preview: Option<(String, Offsets)>,
+    /// ACL bindings and SCRAM users, once the Access screen asked for them.
+    pub access: AccessView,
+}
+
+/// What the Access screen shows: a list the cluster refused keeps its last value, and says
+/// why in plain words.
+#[derive(Debug, Clone, Default)]
+pub struct AccessView {
+    pub acls: Listing<AclBinding>,
+    pub users: Listing<ScramUser>,
+}
+
+/// A list loaded with the refresh, and why the last load failed.
+#[derive(Debug, Clone)]
+pub struct Listing<T> {
+    /// `None` until the cluster first answered.
+    pub items: Option<Vec<T>>,
+    /// In plain words: why the cluster refused, or what went wrong.
+    pub error: Option<String>,
+}
+
+impl<T> Default for Listing<T> {
+    fn default() -> Self {
+        Listing {
+            items: None,
+            error: None,
+        }
+    }
+}
+
+impl<T> Listing<T> {
+    /// Stores a load's outcome, keeping the last items on failure.
+    pub fn store(&mut self, outcome: Result<Vec<T>, String>) {
+        match outcome {
+            Ok(items) => {
+                self.items = Some(items);
+                self.error = None;
+            }
+            Err(e) => self.error = Some(e),
+        }
+    }
 }
 
 impl ClusterView {
@@ -314,6 +350,7 @@ impl ClusterView {
             uplinks: BTreeMap::new(),
             results: Vec::new(),
             reset_preview: None,
+            access: AccessView::default(),
         }
     }
 
@@ -348,10 +385,7 @@ mod tests {
     use super::*;
 
     fn view() -> ClusterView {
-        ClusterView::new(Profile {
-            name: "edge".into(),
-            bootstrap: "127.0.0.1:9092".into(),
-        })
+        ClusterView::new(Profile::new("edge", "127.0.0.1:9092"))
     }
 
     #[test]

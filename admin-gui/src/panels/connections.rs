@@ -2,44 +2,22 @@
 //! fleet overview: each open cluster online, stale (with "last seen") or offline, and what its
 //! uplinks still hold (`truck-042 -> central: 12,345 records (3.4 MiB), oldest 2 h`, or
 //! `caught up`), so an operator sees at a glance which devices have not shipped their data.
+//!
+//! Each profile row says how its open cluster is doing, and why it failed in the client's own
+//! words (a missing CA file, a refused certificate, failed authentication — never the
+//! password). A SASL profile whose password is not remembered has a password field in its row.
 
 use std::time::Instant;
 
 use crate::app::AdminApp;
-use crate::state::{ClusterView, Profile};
+use crate::state::{ClusterView, Freshness, Profile};
 use crate::worker::Model;
+use crate::worker::access::Secret;
 use crate::worker::refresh::now_ms;
 
 pub fn show(app: &mut AdminApp, ui: &mut egui::Ui, now: Instant) {
     ui.heading("Connections");
-    ui.horizontal(|ui| {
-        let name = ui.label("Name");
-        ui.add(
-            egui::TextEdit::singleline(&mut app.forms.new_profile.name)
-                .desired_width(120.0)
-                .hint_text("edge-1"),
-        )
-        .labelled_by(name.id);
-        let bootstrap = ui.label("Bootstrap servers");
-        ui.add(
-            egui::TextEdit::singleline(&mut app.forms.new_profile.bootstrap).desired_width(220.0),
-        )
-        .labelled_by(bootstrap.id);
-        let valid = !app.forms.new_profile.name.trim().is_empty()
-            && !app.forms.new_profile.bootstrap.trim().is_empty();
-        if ui
-            .add_enabled(valid, egui::Button::new("Save profile"))
-            .clicked()
-        {
-            let p = Profile {
-                name: app.forms.new_profile.name.trim().to_string(),
-                bootstrap: app.forms.new_profile.bootstrap.trim().to_string(),
-            };
-            app.profiles.retain(|q| q.name != p.name);
-            app.profiles.push(p);
-            app.forms.new_profile.name.clear();
-        }
-    });
+    super::profile_form::show(app, ui);
     ui.horizontal(|ui| {
         let mut refresh = app.timing.refresh.as_secs_f64();
         let mut timeout = app.timing.request_timeout.as_secs_f64();
@@ -62,30 +40,7 @@ pub fn show(app: &mut AdminApp, ui: &mut egui::Ui, now: Instant) {
         ui.label("(applies to clusters connected from now on)");
     });
     ui.separator();
-    let mut connect = None;
-    let mut forget = None;
-    egui::Grid::new("profiles").striped(true).show(ui, |ui| {
-        ui.strong("Profile");
-        ui.strong("Bootstrap");
-        ui.end_row();
-        for (i, p) in app.profiles.iter().enumerate() {
-            ui.label(&p.name);
-            ui.label(&p.bootstrap);
-            if ui.button(format!("Connect {}", p.name)).clicked() {
-                connect = Some(p.clone());
-            }
-            if ui.button(format!("Forget {}", p.name)).clicked() {
-                forget = Some(i);
-            }
-            ui.end_row();
-        }
-    });
-    if let Some(p) = connect {
-        app.connect(p);
-    }
-    if let Some(i) = forget {
-        app.profiles.remove(i);
-    }
+    profiles(app, ui, now);
     ui.separator();
     ui.heading("Fleet");
     let mut close = None;
@@ -161,4 +116,125 @@ fn uplink_backlogs(ui: &mut egui::Ui, app: &AdminApp, model: &Model, now_ms: i64
                 }
             }
         });
+}
+
+/// The saved profiles, with a password field where one is needed, and the state of each
+/// profile's open cluster next to it.
+fn profiles(app: &mut AdminApp, ui: &mut egui::Ui, now: Instant) {
+    let mut connect = None;
+    let mut edit = None;
+    let mut forget = None;
+    {
+        let model = app.worker.model();
+        let passwords = &mut app.forms.connect_passwords;
+        let open = &app.open;
+        egui::Grid::new("profiles").striped(true).show(ui, |ui| {
+            for h in [
+                "Profile",
+                "Bootstrap",
+                "Security",
+                "Password",
+                "",
+                "",
+                "",
+                "State",
+            ] {
+                ui.strong(h);
+            }
+            ui.end_row();
+            for (i, p) in app.profiles.iter().enumerate() {
+                ui.label(&p.name);
+                ui.label(&p.bootstrap);
+                ui.label(p.security_label());
+                let asks = p.sasl.as_ref().is_some_and(|s| !s.remember_password);
+                if asks {
+                    let typed = passwords.entry(p.name.clone()).or_default();
+                    let hint = if p.needs_password() {
+                        "required"
+                    } else {
+                        "(known)"
+                    };
+                    let label = format!("Password for {}", p.name);
+                    let field = ui.add(
+                        egui::TextEdit::singleline(&mut typed.0)
+                            .password(true)
+                            .desired_width(120.0)
+                            .hint_text(hint),
+                    );
+                    field.widget_info(|| {
+                        egui::WidgetInfo::labeled(egui::Role::TextInput, true, &label)
+                    });
+                } else {
+                    ui.label("");
+                }
+                let ready =
+                    !p.needs_password() || passwords.get(&p.name).is_some_and(|t| !t.0.is_empty());
+                if ui
+                    .add_enabled(ready, egui::Button::new(format!("Connect {}", p.name)))
+                    .clicked()
+                {
+                    connect = Some(i);
+                }
+                if ui.button(format!("Edit {}", p.name)).clicked() {
+                    edit = Some(i);
+                }
+                if ui.button(format!("Forget {}", p.name)).clicked() {
+                    forget = Some(i);
+                }
+                state(ui, open, &model, &p.name, now);
+                ui.end_row();
+            }
+        });
+    }
+    if let Some(i) = connect {
+        let typed = app.forms.connect_passwords.remove(&app.profiles[i].name);
+        let profile = &mut app.profiles[i];
+        if let (Some(sasl), Some(Secret(password))) = (profile.sasl.as_mut(), typed)
+            && !password.is_empty()
+        {
+            // Kept for this session; saved only if the profile remembers passwords.
+            sasl.password = password;
+        }
+        let profile: Profile = profile.clone();
+        app.connect(profile);
+    }
+    if let Some(i) = edit {
+        app.forms.new_profile = crate::profile::ProfileForm::from_profile(&app.profiles[i]);
+    }
+    if let Some(i) = forget {
+        app.profiles.remove(i);
+    }
+}
+
+/// The state of the open cluster of profile `name`: online, or why not, in the error colour.
+fn state(
+    ui: &mut egui::Ui,
+    open: &std::collections::BTreeMap<usize, Profile>,
+    model: &Model,
+    name: &str,
+    now: Instant,
+) {
+    let view = open
+        .iter()
+        .rev()
+        .find(|(_, p)| p.name == name)
+        .and_then(|(id, _)| model.clusters.get(id));
+    let Some(view) = view else {
+        ui.label("not connected");
+        return;
+    };
+    match (&view.freshness, &view.last_error) {
+        (Freshness::Online | Freshness::Connecting, _) | (_, None) => {
+            ui.label(view.freshness.label(now));
+        }
+        (_, Some(e)) => {
+            ui.add(
+                egui::Label::new(
+                    egui::RichText::new(format!("{}: {e}", view.freshness.label(now)))
+                        .color(ui.visuals().error_fg_color),
+                )
+                .wrap(),
+            );
+        }
+    }
 }

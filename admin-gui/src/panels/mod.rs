@@ -1,11 +1,13 @@
 //! One file per screen. Panels read the worker's model, draw, and send commands; they never
 //! touch the network. Long lists draw only their visible rows.
 
+pub mod access;
 pub mod bridges;
 pub mod brokers;
 pub mod connections;
 pub mod groups;
 pub mod messages;
+pub mod profile_form;
 pub mod results;
 pub mod topics;
 pub mod uplinks;

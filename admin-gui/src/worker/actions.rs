@@ -53,6 +53,7 @@ fn describe(command: &Command) -> Option<String> {
             topic, partition, ..
         } => format!("browse {topic}/{partition}"),
         Command::Produce { topic, .. } => format!("produce to {topic}"),
+        Command::Access { action, .. } => action.label(),
         _ => return None,
     })
 }
@@ -61,6 +62,7 @@ async fn perform(ctx: &ClusterCtx, command: Command) -> Outcome {
     let client = &ctx.client;
     let e = |e: runnel_client::ClientError| e.to_string();
     match command {
+        Command::Access { action, .. } => super::access::perform(ctx, action).await,
         Command::CreateTopic {
             name,
             partitions,
@@ -207,7 +209,8 @@ async fn perform(ctx: &ClusterCtx, command: Command) -> Outcome {
         Command::Connect { .. }
         | Command::Disconnect { .. }
         | Command::RefreshNow { .. }
-        | Command::Cancel { .. } => Ok(String::new()),
+        | Command::Cancel { .. }
+        | Command::WatchAccess { .. } => Ok(String::new()),
     }
 }
 

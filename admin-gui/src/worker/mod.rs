@@ -4,8 +4,14 @@
 //!
 //! Per open cluster there is one task: it refreshes the overview every `refresh` interval
 //! ([`refresh`]) and runs the cluster's actions ([`actions`]) as they come, each with the
-//! configured timeout and cancellable with [`Command::Cancel`].
+//! configured timeout and cancellable with [`Command::Cancel`]. Once the Access screen was
+//! opened for a cluster ([`Command::WatchAccess`]), its refresh also loads ACLs and SCRAM users
+//! ([`access`]).
+//!
+//! A profile's TLS files are read when the cluster is opened: a missing or bad file is the
+//! cluster's error at once (shown next to the profile), not a refresh that fails later.
 
+pub mod access;
 pub mod actions;
 pub mod refresh;
 pub mod status_topic;
@@ -116,6 +122,15 @@ pub enum Command {
     Cancel {
         id: usize,
     },
+    /// From now on, each refresh of the cluster also loads ACLs and SCRAM users; refreshes now.
+    WatchAccess {
+        id: usize,
+    },
+    /// An action of the Access screen.
+    Access {
+        id: usize,
+        action: access::AccessAction,
+    },
 }
 
 impl Command {
@@ -133,7 +148,9 @@ impl Command {
             | Command::ApplyReset { id, .. }
             | Command::Browse { id, .. }
             | Command::Produce { id, .. }
-            | Command::Cancel { id } => *id,
+            | Command::Cancel { id }
+            | Command::WatchAccess { id }
+            | Command::Access { id, .. } => *id,
         }
     }
 }
@@ -274,10 +291,22 @@ async fn route(
                 let mut config = ClientConfig::new(profile.bootstrap.clone(), "runnel-admin");
                 config.request_timeout = timing.request_timeout;
                 config.connect_timeout = timing.request_timeout.min(Duration::from_secs(5));
+                config.security = profile.security();
+                let client = match Client::try_new(config) {
+                    Ok(client) => client,
+                    Err(e) => {
+                        let now = std::time::Instant::now();
+                        if let Some(view) = lock(&model).clusters.get_mut(&id) {
+                            view.mark(Err(e.to_string()), now);
+                        }
+                        repaint();
+                        continue;
+                    }
+                };
                 let (ctx_tx, ctx_rx) = mpsc::unbounded_channel();
                 let ctx = ClusterCtx {
                     id,
-                    client: Client::new(config),
+                    client,
                     model: model.clone(),
                     repaint: repaint.clone(),
                     timing,
@@ -321,6 +350,10 @@ async fn cluster_task(
             command = rx.recv() => match command {
                 None => return,
                 Some(Command::RefreshNow { .. }) => refresher.refresh(&ctx).await,
+                Some(Command::WatchAccess { .. }) => {
+                    refresher.watch_access = true;
+                    refresher.refresh(&ctx).await;
+                }
                 Some(Command::Cancel { .. }) => {
                     actions.cancel();
                     actions = CancelToken::default();

@@ -5,6 +5,7 @@
 //! view at once, so the screen never shows half of a refresh; a failed refresh leaves the last
 //! data, marked stale. Sizes, retention and status records are extras: a cluster that cannot
 //! tell them shows `-`, and a failed ask keeps the last values, without failing the refresh.
+//! ACLs and SCRAM users ([`super::access`]) are extras of the same kind, loaded once watched.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
@@ -31,6 +32,8 @@ pub struct Refresher {
     retention: HashMap<String, Retention>,
     bridges: StatusTopic<serde_json::Value>,
     uplinks: StatusTopic<UplinkStatus>,
+    /// Whether ACLs and SCRAM users are loaded too (the Access screen was opened).
+    pub watch_access: bool,
 }
 
 impl Default for Refresher {
@@ -41,6 +44,7 @@ impl Default for Refresher {
             retention: HashMap::new(),
             bridges: StatusTopic::new(BRIDGE_STATUS_TOPIC),
             uplinks: StatusTopic::new(UPLINK_STATUS_TOPIC),
+            watch_access: false,
         }
     }
 }
@@ -63,6 +67,13 @@ impl Refresher {
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err(format!("no complete answer within {} s", budget.as_secs())),
         };
+        // An extra like sizes: its own outcome, never the refresh's.
+        let access = match outcome.is_ok() && self.watch_access {
+            true => tokio::time::timeout(budget, super::access::load(ctx))
+                .await
+                .ok(),
+            false => None,
+        };
         let now = Instant::now();
         let now_ms = now_ms();
         ctx.update(|view, history| match outcome {
@@ -84,6 +95,10 @@ impl Refresher {
                 view.topics = o.topics;
                 view.bridges = o.bridges;
                 view.uplinks = o.uplinks;
+                if let Some((acls, users)) = access {
+                    view.access.acls.store(acls);
+                    view.access.users.store(users);
+                }
                 view.mark(Ok(()), now);
             }
             Err(e) => view.mark(Err(e), now),

@@ -15,7 +15,7 @@ use egui_kittest::kittest::Queryable;
 use rdkafka::producer::FutureRecord;
 use runnel_admin::app::AdminApp;
 use runnel_admin::history::LagHistory;
-use runnel_admin::state::Profile;
+use runnel_admin::profile::ProfileForm;
 use runnel_admin::worker::Timing;
 use runnel_tests::clients;
 
@@ -48,12 +48,25 @@ pub fn harness(app: AdminApp, size: egui::Vec2) -> Harness<'static, AdminApp> {
 /// Saves a profile `name` through the form and clicks `Connect name`, as a user would; the
 /// cluster's answers come later (see [`wait_for`]).
 pub fn connect(harness: &mut Harness<'_, AdminApp>, name: &str, bootstrap: &str) {
-    harness.state_mut().forms.new_profile = Profile {
-        name: name.into(),
-        bootstrap: bootstrap.into(),
-    };
+    connect_with(
+        harness,
+        ProfileForm {
+            name: name.into(),
+            bootstrap: bootstrap.into(),
+            ..ProfileForm::default()
+        },
+    );
+}
+
+/// Like [`connect`], with the whole profile form filled in (TLS, SASL).
+pub fn connect_with(harness: &mut Harness<'_, AdminApp>, form: ProfileForm) {
+    let name = form.name.clone();
+    harness.state_mut().screen = runnel_admin::app::Screen::Connections;
+    harness.state_mut().forms.new_profile = form;
     harness.step();
     harness.get_by_label("Save profile").click();
+    // Twice: a grid sizes its columns from the frame before, so the new row moves once.
+    harness.step();
     harness.step();
     harness.get_by_label(&format!("Connect {name}")).click();
     harness.step();

@@ -1,9 +1,11 @@
 //! Cluster administration for the admin GUI and the bridge: topics and their configs here,
-//! consumer groups in [`groups`], partition sizes on disk in [`log_dirs`], ACLs in [`acls`].
+//! consumer groups in [`groups`], partition sizes on disk in [`log_dirs`], ACLs in [`acls`],
+//! SCRAM users in [`users`].
 
 pub mod acls;
 pub mod groups;
 pub mod log_dirs;
+pub mod users;
 
 use std::collections::BTreeMap;
 
