@@ -16,8 +16,11 @@ cd "$(dirname "$0")/.."
 # The cross toolchains and qemu-user are for tests/tests/cross_qemu.rs (deploy/cross-build.sh);
 # systemd (systemd-analyze) and file for tests/tests/deploy_files.rs and the cross build;
 # socat is the TLS terminator in front of the broker in tests/tests/client_tls.rs and uplink.rs;
-# ca-certificates is the system trust store deploy/examples/truck-gps.toml's uplink relies on.
-packages=(kcat build-essential pkg-config zlib1g-dev python3 python3-venv perl mosquitto openssl socat ca-certificates
+# ca-certificates is the system trust store deploy/examples/truck-gps.toml's uplink relies on;
+# libssl-dev is OpenSSL's headers and pkg-config file for openssl-sys: the tests crate builds
+# librdkafka with the rdkafka crate's `ssl` feature (linked to the system OpenSSL, not
+# vendored) for the SSL, SASL_SSL and SCRAM tests and runnel-bench's security scenario.
+packages=(kcat build-essential pkg-config zlib1g-dev libssl-dev python3 python3-venv perl mosquitto openssl socat ca-certificates
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
     qemu-user systemd file)
 

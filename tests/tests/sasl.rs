@@ -761,3 +761,153 @@ fn given_connection_limits_should_refuse_extra_connections_per_ip_and_close_idle
     ensure!(s.broker.log().contains("server.max_connections_per_ip"));
     Ok(())
 }
+
+/// Collects the errors librdkafka reports through the client's error callback.
+#[derive(Default)]
+struct ErrorLog(std::sync::Mutex<Vec<(Option<rdkafka::types::RDKafkaErrorCode>, String)>>);
+
+impl rdkafka::ClientContext for ErrorLog {
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        let mut errors = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        errors.push((error.rdkafka_error_code(), format!("{error}: {reason}")));
+    }
+}
+
+impl rdkafka::producer::ProducerContext for ErrorLog {
+    type DeliveryOpaque = ();
+    fn delivery(&self, _: &rdkafka::message::DeliveryResult<'_>, _: ()) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn given_rdkafka_over_sasl_ssl_with_scram_sha_512_should_round_trip_in_a_group_and_refuse_a_wrong_password()
+-> Result<()> {
+    use rdkafka::producer::{BaseProducer, BaseRecord, FutureRecord, Producer as _};
+    use rdkafka::types::RDKafkaErrorCode;
+    use runnel_tests::{clients, groups};
+
+    const N: usize = 500;
+    let s = Setup::open()?;
+    let topic = "rdkafka-scram";
+    let client = s.client(SaslMechanism::ScramSha512, ALICE, ALICE_PASSWORD)?;
+    client
+        .create_topic(&NewTopic {
+            name: topic.into(),
+            partitions: 1,
+            replication_factor: -1,
+            configs: Vec::new(),
+        })
+        .await?;
+    let bootstrap = format!("localhost:{}", s.ssl_port);
+    let ca = s.pki.ca.display().to_string();
+    let security = |password: &'static str| {
+        vec![
+            ("security.protocol", "SASL_SSL".to_string()),
+            ("sasl.mechanisms", "SCRAM-SHA-512".into()),
+            ("sasl.username", ALICE.into()),
+            ("sasl.password", password.into()),
+            ("ssl.ca.location", ca.clone()),
+        ]
+    };
+    let good = security(ALICE_PASSWORD);
+    let good: Vec<(&str, &str)> = good.iter().map(|(k, v)| (*k, v.as_str())).collect();
+
+    // Every byte value, in records of varying length, with keys.
+    let values: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            (0..(i % 300 + 1))
+                .map(|j| ((i * 7 + j) % 256) as u8)
+                .collect()
+        })
+        .collect();
+    let keys: Vec<String> = (0..N).map(|i| format!("k{i}")).collect();
+    let producer = clients::producer(&bootstrap, &[&good[..], &[("acks", "all")]].concat())?;
+    let deliveries = clients::send_all(
+        &producer,
+        values.iter().zip(&keys).map(|(v, k)| {
+            FutureRecord::to(topic)
+                .key(k.as_str())
+                .payload(v.as_slice())
+        }),
+    )
+    .await?;
+    ensure!(deliveries.len() == N, "{} delivered", deliveries.len());
+
+    let consumer = groups::subscribed(&bootstrap, "scram-app", topic, &good)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::with_capacity(N);
+    while seen.len() < N {
+        ensure!(
+            Instant::now() < deadline,
+            "consumed {} of {N} records within 30 s",
+            seen.len()
+        );
+        if let Some(r) = groups::poll_record(&consumer, Duration::from_millis(200))? {
+            seen.push(r);
+        }
+    }
+    for (i, r) in seen.iter().enumerate() {
+        ensure!(r.offset == i as i64, "record {i} at offset {}", r.offset);
+        ensure!(r.key.as_deref() == Some(keys[i].as_bytes()), "key {i}");
+        ensure!(
+            r.value.as_deref() == Some(values[i].as_slice()),
+            "value {i} differs"
+        );
+    }
+    groups::commit(&consumer, topic, &[(0, N as i64)].into())?;
+    drop(consumer);
+
+    // A wrong password: an authentication error through the error callback, within seconds,
+    // and the record is never delivered.
+    let bad = security(WRONG_PASSWORD);
+    let mut config = clients::base_config(&bootstrap);
+    for (key, value) in &bad {
+        config.set(*key, value);
+    }
+    let refused: BaseProducer<ErrorLog> = config
+        .set("acks", "all")
+        .set("message.timeout.ms", "5000")
+        .create_with_context(ErrorLog::default())
+        .context("creating the refused producer")?;
+    refused
+        .send(BaseRecord::<(), _>::to(topic).payload("nope"))
+        .map_err(|(e, _)| e)?;
+    let start = Instant::now();
+    let auth_error = loop {
+        refused.poll(Duration::from_millis(100));
+        let errors = refused
+            .context()
+            .0
+            .lock()
+            .map(|e| e.clone())
+            .unwrap_or_default();
+        if let Some((_, text)) = errors
+            .iter()
+            .find(|(code, _)| *code == Some(RDKafkaErrorCode::Authentication))
+        {
+            break text.clone();
+        }
+        ensure!(
+            start.elapsed() < Duration::from_secs(20),
+            "no authentication error within 20 s; errors: {errors:?}"
+        );
+    };
+    ensure!(auth_error.contains("SCRAM-SHA-512"), "{auth_error}");
+    ensure!(!auth_error.contains(WRONG_PASSWORD), "{auth_error}");
+    let flushed = refused.flush(Duration::from_secs(10));
+    ensure!(
+        refused.in_flight_count() == 0,
+        "the refused record is still queued after the flush: {flushed:?}"
+    );
+    let after = client
+        .fetch(topic, 0, N as i64, FetchOptions::default())
+        .await?;
+    ensure!(
+        after.records.is_empty(),
+        "{} records after the refused produce",
+        after.records.len()
+    );
+    Ok(())
+}

@@ -74,6 +74,17 @@ impl Broker {
         config: Option<&Path>,
         listen: &str,
     ) -> anyhow::Result<Broker> {
+        Self::start_prepared(spec, config, listen, |_| Ok(()))
+    }
+
+    /// [`Broker::start_on`] after `prepare` ran on the fresh data dir, e.g. to add SCRAM
+    /// users with `runnel user add`, which refuses while the broker runs.
+    pub fn start_prepared(
+        spec: &BrokerSpec,
+        config: Option<&Path>,
+        listen: &str,
+        prepare: impl FnOnce(&Path) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Broker> {
         if !spec.bin.is_file() {
             bail!(
                 "broker binary {} not found: build it with `cargo build --release -p \
@@ -88,6 +99,7 @@ impl Broker {
             None => tempfile::Builder::new().prefix("runnel-bench-").tempdir(),
         }
         .context("creating the broker data dir")?;
+        prepare(data_dir.path()).context("preparing the broker data dir")?;
         let mut command = Command::new(&spec.bin);
         if let Some(config) = config {
             command.arg("--config").arg(config);

@@ -6,7 +6,9 @@
 //! the MQTT bridge instead, with its own Mosquitto, brokers and bridge per case (see
 //! [`bridge`]); the opt-in `uplink` scenario starts an edge and a central broker per run and
 //! measures how fast the edge drains a backlog upstream, and its memory meanwhile (see
-//! [`uplink`]). Invariants:
+//! [`uplink`]); the opt-in `security` scenario starts a broker with a PLAINTEXT and a
+//! SASL_SSL listener per run and compares throughput and handshake time over both (see
+//! [`security`]). Invariants:
 //! - every scenario runs under its own [`deadline::Deadline`] and fails with a message when it
 //!   is exceeded, never hangs;
 //! - every scenario writes to a topic of its own, so runs against a shared broker stay
@@ -25,6 +27,7 @@ mod proc_stat;
 mod produce;
 mod report;
 mod run;
+mod security;
 mod stats;
 mod uplink;
 mod watermarks;
@@ -55,6 +58,10 @@ pub enum Scenario {
     /// Drain rate of an edge's uplink backlog to a central broker, and the edge's memory
     /// meanwhile (starts its own two brokers; not in the default set).
     Uplink,
+    /// Produce and consume throughput and handshake time over SASL_SSL (SCRAM-SHA-512)
+    /// versus PLAINTEXT, on one broker of its own with both listeners (not in the default
+    /// set).
+    Security,
 }
 
 impl Scenario {
@@ -98,11 +105,12 @@ impl Config {
         self.scenarios.contains(&scenario)
     }
 
-    /// Whether a scenario needs the run's own broker (bridge and uplink start their own).
+    /// Whether a scenario needs the run's own broker (bridge, uplink and security start
+    /// their own).
     fn wants_broker(&self) -> bool {
         self.scenarios
             .iter()
-            .any(|s| !matches!(s, Scenario::Bridge | Scenario::Uplink))
+            .any(|s| !matches!(s, Scenario::Bridge | Scenario::Uplink | Scenario::Security))
     }
 
     /// The configuration as recorded in the JSON report.
@@ -131,6 +139,8 @@ impl Config {
             "bridge_payload_bytes": bridge::PAYLOAD_BYTES,
             "uplink_compression": self.uplink.compression,
             "uplink_drain_end": "central high watermarks",
+            "security_sasl_mechanism": "SCRAM-SHA-512",
+            "security_handshake": "fresh client to first Metadata response, median of 20",
             "cpus": std::thread::available_parallelism().map(usize::from).unwrap_or(0),
             "unix_time": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         })

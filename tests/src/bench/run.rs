@@ -15,6 +15,7 @@ use super::delivery::Acks;
 use super::latency::{self, LatencySpec};
 use super::produce::{self, ProduceSpec};
 use super::report::Metric;
+use super::security;
 use super::stats::percentile;
 use super::uplink;
 use super::{Config, Scenario, Target};
@@ -82,6 +83,9 @@ impl<'a> Run<'a> {
         if config.wants(Scenario::Uplink) {
             self.uplink()?;
         }
+        if config.wants(Scenario::Security) {
+            self.security()?;
+        }
         Ok(self.metrics)
     }
 
@@ -102,6 +106,25 @@ impl<'a> Run<'a> {
             timeout: self.config.scenario_timeout,
         };
         let metrics = uplink::run(&case).context("uplink scenario")?;
+        self.metrics.extend(metrics);
+        Ok(())
+    }
+
+    /// Starts its own broker with a PLAINTEXT and a SASL_SSL listener.
+    fn security(&mut self) -> anyhow::Result<()> {
+        let Target::Spawn(broker) = &self.config.target else {
+            eprintln!("security: skipped (with --bootstrap there is no broker binary to start)");
+            return Ok(());
+        };
+        let case = security::Case {
+            broker,
+            client_overrides: &self.config.client_overrides,
+            topic_prefix: &self.topic_prefix,
+            records: self.config.records,
+            record_size: self.config.record_size,
+            timeout: self.config.scenario_timeout,
+        };
+        let metrics = security::run(&case).context("security scenario")?;
         self.metrics.extend(metrics);
         Ok(())
     }

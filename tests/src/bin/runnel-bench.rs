@@ -1,7 +1,8 @@
 //! `runnel-bench`: produce/consume throughput, produce latency and memory of a Runnel broker,
 //! measured with librdkafka, (`--scenarios bridge`) MQTT → topic throughput of the MQTT
 //! bridge, and (`--scenarios uplink`) the drain rate of an edge broker's uplink backlog to a
-//! central broker with the edge's RSS meanwhile. This file only parses flags; the benchmark
+//! central broker with the edge's RSS meanwhile, and (`--scenarios security`) produce/consume
+//! throughput and handshake time over SASL_SSL (SCRAM-SHA-512) versus PLAINTEXT. This file only parses flags; the benchmark
 //! lives in `src/bench/`.
 //!
 //! ```text
@@ -11,6 +12,7 @@
 //! target/release/runnel-bench --scenarios bridge --runs 3
 //! cargo build --release -p runnel-broker -p runnel-tests
 //! target/release/runnel-bench --scenarios uplink --runs 3 --partitions 3
+//! target/release/runnel-bench --scenarios security --runs 3
 //! ```
 
 // The bench is private to this binary: the crate's library is the integration-test harness.
@@ -48,7 +50,9 @@ struct Args {
     /// opt-in: it needs Mosquitto and runnel-bridge, and starts its own brokers; `uplink` is
     /// opt-in: it starts an edge and a central broker per run, produces `--records` records of
     /// `--record-size` bytes in `--partitions` partitions to the edge while the central is
-    /// down, then times the drain once the central starts].
+    /// down, then times the drain once the central starts; `security` is opt-in: it starts a
+    /// broker with a PLAINTEXT and a SASL_SSL listener and a SCRAM user per run (needs
+    /// openssl for the test PKI) and measures both].
     #[arg(long, value_enum, value_delimiter = ',')]
     scenarios: Vec<Scenario>,
     /// Records per throughput scenario.
