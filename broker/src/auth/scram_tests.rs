@@ -175,13 +175,8 @@ fn given_librdkafkas_doubled_client_nonce_should_authenticate_like_kafka() {
     // message and signs exactly that; Kafka accepts it because it checks endsWith.
     let mechanism = ScramMechanism::Sha256;
     let alg = algorithm(mechanism);
-    let (state, server_first) = client_first(
-        mechanism,
-        b"n,,n=alice,r=abc",
-        "xyz",
-        lookup(mechanism),
-    )
-    .expect("valid");
+    let (state, server_first) =
+        client_first(mechanism, b"n,,n=alice,r=abc", "xyz", lookup(mechanism)).expect("valid");
     let iterations = NonZeroU32::new(4096).expect("non-zero");
     let keys = alg.keys(&alg.salted_password(b"pencil", SALT, iterations));
     let without_proof = "c=biws,r=abcabcxyz";

@@ -55,7 +55,10 @@ impl Config {
             return Err(invalid("server.max_connections", "must be at least 1"));
         }
         if s.max_connections_per_ip == 0 {
-            return Err(invalid("server.max_connections_per_ip", "must be at least 1"));
+            return Err(invalid(
+                "server.max_connections_per_ip",
+                "must be at least 1",
+            ));
         }
         if s.connections_max_idle_ms < 1000 {
             return Err(invalid(
