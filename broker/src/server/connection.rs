@@ -54,11 +54,16 @@ pub struct ConnOptions {
 }
 
 /// Serves one connection (plain TCP or TLS) until the client or shutdown ends it.
-pub async fn serve<S>(ctx: Arc<Ctx>, mut session: Session, stream: S, options: ConnOptions)
-where
-    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+pub async fn serve<R, W>(
+    ctx: Arc<Ctx>,
+    mut session: Session,
+    rd: R,
+    mut wr: W,
+    options: ConnOptions,
+) where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
 {
-    let (rd, mut wr) = tokio::io::split(stream);
     let last_read = Arc::new(AtomicU64::new(0));
     let mut rd = Activity {
         inner: rd,

@@ -214,7 +214,10 @@ async fn open(
         accepted: accepted_at,
     };
     let Some(tls) = &listener.tls else {
-        connection::serve(ctx, session, stream, options).await;
+        // A TCP stream splits without a lock between its halves (tokio::io::split would take
+        // one on every read and write, and the reader and writer run concurrently).
+        let (rd, wr) = stream.into_split();
+        connection::serve(ctx, session, rd, wr, options).await;
         return;
     };
     let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(stream));
@@ -242,7 +245,8 @@ async fn open(
                     }
                 }
             }
-            connection::serve(ctx, session, stream, options).await
+            let (rd, wr) = tokio::io::split(stream);
+            connection::serve(ctx, session, rd, wr, options).await
         }
         Ok(Err(e)) => {
             tracing::warn!(%peer, listener = tls.listener(), error = %e, "TLS handshake failed")
