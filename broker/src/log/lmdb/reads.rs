@@ -1,6 +1,8 @@
 //! Read paths: fetch ranges and timestamp lookups. Each runs in its own read transaction
 //! while holding the resize gate for reading.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::RecordBatchDecoder;
 
@@ -34,6 +36,8 @@ pub fn read(
         });
     }
     let mut out = BytesMut::new();
+    let mut released = 0usize;
+    let mut last_value = None;
     if offset < high_watermark {
         let start = containing_batch(shared, &txn, id, offset)?;
         let end = keys::batch_end(id);
@@ -53,17 +57,76 @@ pub fn read(
             out.extend_from_slice(value);
             if release {
                 release_pages(value);
+                released += value.len();
+                last_value = Some(value.as_ptr());
             }
             if !fits {
                 break;
             }
         }
     }
+    if let Some(inside) = last_value
+        && RELEASED_BYTES.fetch_add(released, Ordering::Relaxed) + released >= WHOLE_MAP_EVERY
+    {
+        RELEASED_BYTES.store(0, Ordering::Relaxed);
+        // Still inside the read transaction and holding the resize gate: the map cannot move.
+        release_whole_map(inside);
+    }
     Ok(ReadChunk {
         records: out.freeze(),
         high_watermark,
         log_start,
     })
+}
+
+/// Bytes [`crate::log::LogStore::read_once`] copies between two [`release_whole_map`] calls.
+const WHOLE_MAP_EVERY: usize = 32 * 1024 * 1024;
+/// Bytes copied by `read_once` since the whole map was last released.
+static RELEASED_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Drops every page of LMDB's data mapping from this process's resident set. Per-value
+/// release ([`release_pages`]) leaves the B-tree pages a long read walks and the neighbours
+/// the kernel maps around each fault; over a backlog of gigabytes those add up. The mapping
+/// is found in /proc/self/maps as the one containing `inside` (a pointer into a value just
+/// read), and only if it is a `data.mdb` file mapping. Other readers' pages fault back in from
+/// the page cache (a minor fault each), so this runs only every [`WHOLE_MAP_EVERY`] bytes.
+fn release_whole_map(inside: *const u8) {
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    let at = inside as usize;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (
+            usize::from_str_radix(start, 16),
+            usize::from_str_radix(end, 16),
+        ) else {
+            continue;
+        };
+        if !(start <= at && at < end) {
+            continue;
+        }
+        // Read-only, shared, and LMDB's data file: nothing else is ever released.
+        if perms.starts_with("r--s") && line.trim_end().ends_with("/data.mdb") {
+            // SAFETY: [start, end) is exactly the kernel's record of LMDB's read-only shared
+            // file mapping (checked above); the caller holds the resize gate, so the mapping
+            // cannot be replaced meanwhile; MADV_DONTNEED on it only unmaps page-table entries
+            // and every later access refaults the same bytes from the page cache.
+            let rc = unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
+            };
+            if rc != 0 {
+                tracing::debug!(error = %std::io::Error::last_os_error(), "madvise(MADV_DONTNEED) of the map failed");
+            }
+        }
+        return;
+    }
 }
 
 /// Kernel fault-around window (`fault_around_bytes`, 64 KiB by default).
