@@ -11,7 +11,6 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -27,9 +26,10 @@ use runnel_client::{
     OutRecord, PartitionBatch, Producer, ProducerConfig, SaslMechanism, SaslSettings,
     SecurityConfig, TlsSettings,
 };
+use runnel_tests::harness::binary::add_scram_user;
 use runnel_tests::harness::mosquitto::free_port;
 use runnel_tests::harness::pki::TestPki;
-use runnel_tests::{Broker, BrokerOptions, run_to_exit};
+use runnel_tests::{Broker, BrokerOptions};
 use support::{TEST_TIMING, TEST_WINDOW, has_label};
 
 const ANSWER: Duration = Duration::from_secs(20);
@@ -51,9 +51,9 @@ struct Secured {
 impl Secured {
     fn start() -> Result<Secured> {
         let dir = tempfile::tempdir()?;
-        let pki = TestPki::generate(&subdir(dir.path(), "pki")?)?;
-        let data = subdir(dir.path(), "data")?;
-        add_user(&data, ALICE, ALICE_PASSWORD)?;
+        let pki = TestPki::generate(&dir.path().join("pki"))?;
+        let data = dir.path().join("data");
+        add_scram_user(&data, ALICE, ALICE_PASSWORD, &[])?;
         let (plain_port, port) = (free_port()?, free_port()?);
         let config = format!(
             r#"
@@ -134,31 +134,6 @@ key_file = "{}"
     fn alice(&self) -> Result<Client> {
         self.client(SaslMechanism::ScramSha512, ALICE, ALICE_PASSWORD)
     }
-}
-
-fn subdir(dir: &Path, name: &str) -> Result<PathBuf> {
-    let path = dir.join(name);
-    std::fs::create_dir_all(&path)?;
-    Ok(path)
-}
-
-/// `runnel --data-dir DATA user add NAME --password-file …`, before the broker starts.
-fn add_user(data: &Path, name: &str, password: &str) -> Result<()> {
-    let file = data.with_extension(format!("{name}.pw"));
-    std::fs::write(&file, format!("{password}\n"))?;
-    let (data, file) = (data.display().to_string(), file.display().to_string());
-    let args = [
-        "--data-dir",
-        &data,
-        "user",
-        "add",
-        name,
-        "--password-file",
-        &file,
-    ];
-    let (status, output) = run_to_exit(&args, &[], Duration::from_secs(30))?;
-    ensure!(status.success(), "runnel user add {name}: {output}");
-    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {

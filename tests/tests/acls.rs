@@ -24,6 +24,7 @@ use runnel_client::{
     ClientConfig, ClientError, FetchOptions, NewTopic, OutRecord, PartitionBatch, Producer,
     ProducerConfig, ResponseError, SecurityConfig, TlsSettings,
 };
+use runnel_tests::harness::binary::add_scram_user;
 use runnel_tests::harness::mosquitto::free_port;
 use runnel_tests::harness::pki::TestPki;
 use runnel_tests::{Broker, groups};
@@ -49,9 +50,7 @@ struct Secured {
 impl Secured {
     fn start() -> Result<Secured> {
         let dir = tempfile::tempdir()?;
-        let pki_dir = dir.path().join("pki");
-        std::fs::create_dir_all(&pki_dir)?;
-        let pki = TestPki::generate(&pki_dir)?;
+        let pki = TestPki::generate(&dir.path().join("pki"))?;
         let (plain_port, tls_port) = (free_port()?, free_port()?);
         let config = format!(
             r#"
@@ -531,26 +530,6 @@ fn given_kafka_python_and_confluent_kafka_admins_should_create_describe_and_dele
     runnel_tests::python::run_compat("python_acls.py", options, Duration::from_secs(120))
 }
 
-/// `runnel --data-dir DATA user add NAME --password-file FILE` (SCRAM credentials for every
-/// mechanism), run before the broker starts.
-fn add_user(data: &std::path::Path, name: &str) -> Result<()> {
-    let file = data.with_extension(format!("{name}.pw"));
-    std::fs::write(&file, format!("{}\n", password(name)))?;
-    let (data, file) = (data.display().to_string(), file.display().to_string());
-    let args = [
-        "--data-dir",
-        &data,
-        "user",
-        "add",
-        name,
-        "--password-file",
-        &file,
-    ];
-    let (status, output) = runnel_tests::run_to_exit(&args, &[], Duration::from_secs(30))?;
-    ensure!(status.success(), "runnel user add {name}: {output}");
-    Ok(())
-}
-
 fn password(user: &str) -> String {
     format!("{user}-Secret-4711")
 }
@@ -590,7 +569,7 @@ async fn given_scram_users_when_kcat_produces_and_consumes_should_follow_their_a
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data)?;
     for user in ["admin", "alice", "bob"] {
-        add_user(&data, user)?;
+        add_scram_user(&data, user, &password(user), &[])?;
     }
     let port = free_port()?;
     let config = format!(

@@ -17,7 +17,6 @@
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -32,6 +31,7 @@ use runnel_client::{
     Client, ClientConfig, ClientError, FetchOptions, NewTopic, OutRecord, PartitionBatch, Producer,
     ProducerConfig, SaslMechanism, SaslSettings, SecurityConfig, TlsSettings,
 };
+use runnel_tests::harness::binary::add_scram_user;
 use runnel_tests::harness::bridge::read_metrics;
 use runnel_tests::harness::mosquitto::free_port;
 use runnel_tests::harness::pki::TestPki;
@@ -60,9 +60,9 @@ impl Setup {
     /// `authorization` as the `[authorization]` table's body.
     fn start(server_extra: &str, authorization: &str) -> Result<Setup> {
         let dir = tempfile::tempdir()?;
-        let pki = TestPki::generate(&subdir(dir.path(), "pki")?)?;
-        let data = subdir(dir.path(), "data")?;
-        add_user(&data, ALICE, ALICE_PASSWORD, &[])?;
+        let pki = TestPki::generate(&dir.path().join("pki"))?;
+        let data = dir.path().join("data");
+        add_scram_user(&data, ALICE, ALICE_PASSWORD, &[])?;
         let (plain_port, sasl_port, ssl_port) = (free_port()?, free_port()?, free_port()?);
         let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let config = format!(
@@ -179,44 +179,6 @@ key_file = "{}"
         };
         Ok(Client::try_new(config)?)
     }
-}
-
-fn subdir(dir: &Path, name: &str) -> Result<PathBuf> {
-    let path = dir.join(name);
-    std::fs::create_dir_all(&path)?;
-    Ok(path)
-}
-
-/// `runnel --data-dir DATA user add NAME --password-file …` (+ `extra`), which must succeed
-/// without printing the password.
-fn add_user(data: &Path, name: &str, password: &str, extra: &[&str]) -> Result<String> {
-    let file = data.with_extension(format!("{name}.pw"));
-    std::fs::write(&file, format!("{password}\n"))?;
-    let data = data.display().to_string();
-    let file_arg = file.display().to_string();
-    let args = [
-        &[
-            "--data-dir",
-            data.as_str(),
-            "user",
-            "add",
-            name,
-            "--password-file",
-            &file_arg,
-        ][..],
-        extra,
-    ]
-    .concat();
-    let (status, output) = run_to_exit(&args, &[], Duration::from_secs(30))?;
-    ensure!(
-        status.success(),
-        "runnel user add {name}: {status}: {output}"
-    );
-    ensure!(
-        !output.contains(password),
-        "the password was printed: {output}"
-    );
-    Ok(output)
 }
 
 /// The part of kcat's error after "SASL authentication error: ", up to " (after".

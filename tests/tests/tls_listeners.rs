@@ -36,7 +36,7 @@ struct Setup {
 
 fn start(client_auth: &str) -> Result<Setup> {
     let dir = tempfile::tempdir()?;
-    let pki = TestPki::generate(&subdir(dir.path(), "pki-a")?)?;
+    let pki = TestPki::generate(&dir.path().join("pki-a"))?;
     let cert = dir.path().join("listener.pem");
     let key = dir.path().join("listener.key");
     std::fs::copy(&pki.server_cert, &cert)?;
@@ -87,12 +87,6 @@ client_auth = "{client_auth}"
         key,
         dir,
     })
-}
-
-fn subdir(dir: &Path, name: &str) -> Result<PathBuf> {
-    let path = dir.join(name);
-    std::fs::create_dir_all(&path)?;
-    Ok(path)
 }
 
 fn tls_client(port: u16, ca: &Path, client_cert: Option<(PathBuf, PathBuf)>) -> Result<Client> {
@@ -261,7 +255,7 @@ async fn given_new_certificate_files_when_sighup_should_serve_them_to_new_connec
     let old_ca = s.pki.ca.clone();
     let open = tls_client(s.tls_port, &old_ca, None)?;
     produce(&open, "reload", &["before"]).await?;
-    let next = TestPki::generate(&subdir(s.dir.path(), "pki-b")?)?;
+    let next = TestPki::generate(&s.dir.path().join("pki-b"))?;
     std::fs::copy(&next.server_cert, &s.cert)?;
     std::fs::copy(&next.server_key, &s.key)?;
     s.broker.hangup()?;
@@ -318,7 +312,7 @@ async fn given_plaintext_bytes_on_the_tls_port_should_cut_them_off_and_keep_serv
 fn given_broken_listener_tables_should_refuse_to_start_naming_the_key() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let pki = TestPki::generate(dir.path())?;
-    let other = TestPki::generate(&subdir(dir.path(), "other")?)?;
+    let other = TestPki::generate(&dir.path().join("other"))?;
     let cases = [
         (
             "[[listener]]\nname = \"SECURE\"\nprotocol = \"SSL\"\nlisten = \"127.0.0.1:0\"\n"

@@ -69,6 +69,40 @@ pub fn run_to_exit(
     run_binary_to_exit(&runnel_bin()?, args, envs, timeout)
 }
 
+/// `runnel --data-dir DATA user add NAME --password-file …` (+ `extra`, e.g. `--mechanism`),
+/// run before the broker starts; fails unless it succeeds without printing the password.
+/// The password file is written beside `data`. Returns what the command printed.
+pub fn add_scram_user(data: &Path, name: &str, password: &str, extra: &[&str]) -> Result<String> {
+    let file = data.with_extension(format!("{name}.pw"));
+    std::fs::write(&file, format!("{password}\n"))
+        .with_context(|| format!("writing {}", file.display()))?;
+    let data = data.display().to_string();
+    let file_arg = file.display().to_string();
+    let args = [
+        &[
+            "--data-dir",
+            data.as_str(),
+            "user",
+            "add",
+            name,
+            "--password-file",
+            &file_arg,
+        ][..],
+        extra,
+    ]
+    .concat();
+    let (status, output) = run_to_exit(&args, &[], Duration::from_secs(30))?;
+    anyhow::ensure!(
+        status.success(),
+        "runnel user add {name}: {status}: {output}"
+    );
+    anyhow::ensure!(
+        !output.contains(password),
+        "the password was printed: {output}"
+    );
+    Ok(output)
+}
+
 /// [`run_to_exit`] for any executable `bin` (e.g. [`runnel_bridge_bin`]).
 pub fn run_binary_to_exit(
     bin: &Path,

@@ -32,8 +32,9 @@ pub struct TestPki {
 }
 
 impl TestPki {
-    /// Creates the CA and the server certificate in `dir`.
+    /// Creates the CA and the server certificate in `dir` (created if missing).
     pub fn generate(dir: &Path) -> Result<TestPki> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let pki = TestPki {
             dir: dir.to_path_buf(),
             ca: dir.join("ca.pem"),
