@@ -10,6 +10,7 @@ use runnel_client::admin::users::ScramUser;
 use runnel_client::{AclBinding, ClusterMeta, ConfigEntry, GroupDescription};
 use serde::{Deserialize, Serialize};
 
+use crate::replication::BrokersView;
 use crate::status::{StatusRecord, UplinkStatus};
 
 /// (topic, partition) → offset.
@@ -276,6 +277,8 @@ pub struct ClusterView {
     /// Per broker: whether it answered this refresh, and the `runnel.*` and disk entries of
     /// its configs (empty for brokers that are not Runnel).
     pub brokers: BTreeMap<i32, BrokerStatus>,
+    /// The Brokers screen: brokers (fenced ones too) and partitions that need attention.
+    pub brokers_view: Option<BrokersView>,
     pub topics: Vec<TopicRow>,
     pub groups: Vec<GroupRow>,
     pub topic_detail: Option<TopicDetail>,
@@ -341,6 +344,7 @@ impl ClusterView {
             last_error: None,
             meta: None,
             brokers: BTreeMap::new(),
+            brokers_view: None,
             topics: Vec::new(),
             groups: Vec::new(),
             topic_detail: None,

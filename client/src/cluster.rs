@@ -58,6 +58,8 @@ pub struct PartitionMeta {
     pub leader: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
+    /// -1 when the broker does not say (Metadata before v7).
+    pub leader_epoch: i32,
     pub error_code: i16,
 }
 
@@ -301,6 +303,7 @@ impl Client {
                             leader: p.leader_id.0,
                             replicas: p.replica_nodes.iter().map(|b| b.0).collect(),
                             isr: p.isr_nodes.iter().map(|b| b.0).collect(),
+                            leader_epoch: p.leader_epoch,
                             error_code: p.error_code,
                         })
                         .collect();

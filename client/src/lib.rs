@@ -24,6 +24,7 @@ pub mod security;
 pub use admin::acls::{
     AclBinding, AclFilter, AclOperation, AclPatternType, AclPermission, AclResourceType,
 };
+pub use admin::cluster::{ClusterBroker, ClusterDescription};
 pub use admin::groups::{GroupDescription, GroupListing, GroupMember, PartitionOffsets};
 pub use admin::{ConfigChange, ConfigEntry, NewTopic};
 pub use cluster::{BrokerMeta, Client, ClientConfig, ClusterMeta, PartitionMeta, TopicMeta};

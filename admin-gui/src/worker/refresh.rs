@@ -5,17 +5,20 @@
 //! view at once, so the screen never shows half of a refresh; a failed refresh leaves the last
 //! data, marked stale. Sizes, retention and status records are extras: a cluster that cannot
 //! tell them shows `-`, and a failed ask keeps the last values, without failing the refresh.
-//! ACLs and SCRAM users ([`super::access`]) are extras of the same kind, loaded once watched.
+//! ACLs and SCRAM users ([`super::access`]) are extras of the same kind, loaded once watched;
+//! so is DescribeCluster, which adds fenced brokers to the Brokers screen
+//! ([`crate::replication`]); without it the screen is built from Metadata alone.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Instant;
 
 use runnel_client::admin::log_dirs::PartitionSizes;
-use runnel_client::{ClusterMeta, PartitionOffsets};
+use runnel_client::{ClientError, ClusterDescription, ClusterMeta, PartitionOffsets};
 
 use super::ClusterCtx;
 use super::status_topic::{BRIDGE_STATUS_TOPIC, StatusTopic, UPLINK_STATUS_TOPIC};
 use crate::history::Sample;
+use crate::replication::{BrokersView, brokers_view};
 use crate::state::{BrokerStatus, GroupRow, GroupStatus, Retention, TopicRow};
 use crate::status::{StatusRecord, UplinkStatus};
 
@@ -30,6 +33,8 @@ pub struct Refresher {
     /// `None`: the cluster does not serve DescribeLogDirs (or never answered it).
     sizes: Option<PartitionSizes>,
     retention: HashMap<String, Retention>,
+    /// `None`: the cluster does not serve DescribeCluster (or never answered it).
+    described: Option<ClusterDescription>,
     bridges: StatusTopic<serde_json::Value>,
     uplinks: StatusTopic<UplinkStatus>,
     /// Whether ACLs and SCRAM users are loaded too (the Access screen was opened).
@@ -42,6 +47,7 @@ impl Default for Refresher {
             previous: HashMap::new(),
             sizes: None,
             retention: HashMap::new(),
+            described: None,
             bridges: StatusTopic::new(BRIDGE_STATUS_TOPIC),
             uplinks: StatusTopic::new(UPLINK_STATUS_TOPIC),
             watch_access: false,
@@ -52,6 +58,7 @@ impl Default for Refresher {
 struct Overview {
     meta: ClusterMeta,
     brokers: BTreeMap<i32, BrokerStatus>,
+    brokers_view: BrokersView,
     topics: Vec<TopicRow>,
     groups: Vec<(GroupRow, Sample)>,
     bridges: BTreeMap<String, StatusRecord<serde_json::Value>>,
@@ -92,6 +99,7 @@ impl Refresher {
                     .collect();
                 view.meta = Some(o.meta);
                 view.brokers = o.brokers;
+                view.brokers_view = Some(o.brokers_view);
                 view.topics = o.topics;
                 view.bridges = o.bridges;
                 view.uplinks = o.uplinks;
@@ -124,6 +132,7 @@ impl Refresher {
         };
         self.refresh_sizes(ctx).await;
         self.refresh_retention(ctx, &meta).await;
+        self.refresh_described(ctx).await;
         let now = Instant::now();
         let mut topics = Vec::with_capacity(meta.topics.len());
         for t in meta.topics.iter().filter(|t| t.error_code == 0) {
@@ -162,9 +171,11 @@ impl Refresher {
         let bridges = self.bridges.read(ctx, &meta, &starts, &ends).await;
         let uplinks = self.uplinks.read(ctx, &meta, &starts, &ends).await;
         let brokers = brokers(ctx, &meta).await;
+        let brokers_view = brokers_view(&meta, self.described.as_ref());
         Ok(Overview {
             meta,
             brokers,
+            brokers_view,
             topics,
             groups,
             bridges,
@@ -177,6 +188,16 @@ impl Refresher {
         match ctx.client.log_dir_sizes(&[]).await {
             Ok(sizes) => self.sizes = sizes,
             Err(e) => tracing::debug!(error = %e, "partition sizes unavailable"),
+        }
+    }
+
+    /// The brokers (fenced ones too) and the controller; the last known answer when the ask
+    /// fails, none when the cluster does not serve DescribeCluster.
+    async fn refresh_described(&mut self, ctx: &ClusterCtx) {
+        match ctx.client.describe_cluster(true).await {
+            Ok(d) => self.described = Some(d),
+            Err(ClientError::UnsupportedApi { .. }) => self.described = None,
+            Err(e) => tracing::debug!(error = %e, "DescribeCluster unavailable"),
         }
     }
 

@@ -175,6 +175,7 @@ mod tests {
                         leader: p + 1,
                         replicas: vec![1, 2],
                         isr: vec![1, 2],
+                        leader_epoch: 0,
                         error_code: 0,
                     })
                     .collect(),

@@ -1,8 +1,9 @@
 //! Cluster administration for the admin GUI and the bridge: topics and their configs here,
 //! consumer groups in [`groups`], partition sizes on disk in [`log_dirs`], ACLs in [`acls`],
-//! SCRAM users in [`users`].
+//! SCRAM users in [`users`], brokers and controller (fenced brokers too) in [`cluster`].
 
 pub mod acls;
+pub mod cluster;
 pub mod groups;
 pub mod log_dirs;
 pub mod users;
