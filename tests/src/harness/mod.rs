@@ -2,6 +2,8 @@
 //! - [`binary`]: find the `runnel` executable, run it to completion, read its output;
 //! - [`bridge`]: start, kill and restart a `runnel-bridge` process; its config, metrics, status;
 //! - [`broker`]: start, stop, kill and restart a `runnel` process and keep its log;
+//! - [`cluster`]: n `runnel` processes forming one cluster, each in its own network namespace
+//!   when run as root (so a node can be cut off), and a continuous `acks=all` producer;
 //! - [`clients`]: rdkafka producers, consumers and admin clients with the settings Runnel needs;
 //! - [`groups`]: subscribed consumers that record their rebalances, commits, DescribeGroups;
 //! - [`kcat`]: run the `kcat` command-line client;
@@ -18,6 +20,7 @@ pub mod binary;
 pub mod bridge;
 pub mod broker;
 pub mod clients;
+pub mod cluster;
 pub mod groups;
 pub mod kcat;
 pub mod mosquitto;
