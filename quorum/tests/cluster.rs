@@ -167,6 +167,8 @@ async fn given_all_restart_should_restore_state_from_disk() {
             node.items() == strings(&["1", "2", "3", "4"])
         })
         .await;
+    }
+    for node in &nodes {
         node.quorum.shutdown().await;
     }
 }
