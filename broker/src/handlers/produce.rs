@@ -196,6 +196,7 @@ pub(crate) fn prepare(
         batch: valid.bytes,
         record_count: valid.record_count,
         max_timestamp: valid.max_timestamp,
+        leader_epoch: 0,
         producer,
     })
 }

@@ -1,7 +1,9 @@
 //! The partition log: what is stored, behind five narrow traits.
 //!
 //! [`LogStore`] owns record batches: append (durable before the returned [`Pending`]
-//! resolves), read a range, look up offsets by time, truncate the front. [`MetaStore`] owns
+//! resolves), read a range, look up offsets by time, truncate the front; for replication also
+//! append a leader's batches as they are, truncate the back, restart empty at an offset, and
+//! answer from the leader-epoch index. [`MetaStore`] owns
 //! topic definitions. [`OffsetStore`] owns consumer groups' committed offsets.
 //! [`UplinkStore`] owns the uplinks' forwarding progress, [`SecurityStore`] SCRAM credentials
 //! and ACLs. All are implemented by
@@ -9,9 +11,15 @@
 //! `Arc<dyn …>` and never see LMDB.
 //!
 //! Invariants every implementation keeps:
-//! - offsets in a partition are dense and strictly increasing from 0; `log_start <= next`;
+//! - the stored offsets of a partition are dense and strictly increasing; `log_start <= next`;
+//! - `next_offset` grows with appends and moves down only by an explicit
+//!   [`LogStore::truncate_back`] or [`LogStore::reset_to`] (a follower discarding what its
+//!   leader does not have); `log_start` moves down only by `reset_to`;
 //! - an append is visible to readers (and counted in `next_offset`) only once durable;
-//! - batches are returned byte-for-byte as appended, except `baseOffset`/`partitionLeaderEpoch`;
+//! - batches are returned byte-for-byte as appended, except `baseOffset`/`partitionLeaderEpoch`
+//!   of a leader's append (a replica's append keeps even those);
+//! - the leader-epoch index maps each recorded epoch to the offset where it starts; epochs and
+//!   start offsets both increase, and no entry starts at or after `next_offset`;
 //! - a committed offset is visible to readers only once durable, and a batch of commits
 //!   becomes durable all together or not at all.
 
@@ -84,6 +92,12 @@ pub enum StoreError {
     Io(String),
     #[error("the store is shutting down")]
     Closed,
+    /// Cluster mode: the leadership of the partition moved while the write waited.
+    #[error("this broker is no longer the partition's leader")]
+    NotLeader,
+    /// Cluster mode: the in-sync replicas did not all confirm the write in time.
+    #[error("the in-sync replicas did not confirm the write within the request timeout")]
+    ReplicationTimeout,
 }
 
 impl From<heed::Error> for StoreError {
@@ -99,6 +113,9 @@ pub struct AppendItem {
     pub batch: Bytes,
     pub record_count: i32,
     pub max_timestamp: i64,
+    /// The leader's partition leader epoch, stamped into the batch's `partitionLeaderEpoch`
+    /// (0 on a single node).
+    pub leader_epoch: i32,
     /// Set for batches of idempotent producers: checked and deduplicated on append.
     pub producer: Option<producers::ProducerBatch>,
 }
@@ -118,6 +135,21 @@ pub struct ReadChunk {
     /// High watermark at the time of the read.
     pub high_watermark: i64,
     pub log_start: i64,
+}
+
+/// A leader epoch and the offset where it starts in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochStart {
+    pub epoch: i32,
+    pub start_offset: i64,
+}
+
+/// A leader epoch and its end offset (exclusive: the first offset not written in it), as
+/// OffsetsForLeaderEpoch answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochEnd {
+    pub epoch: i32,
+    pub end_offset: i64,
 }
 
 /// An offset found by timestamp.
@@ -178,6 +210,42 @@ pub trait LogStore: Send + Sync {
     fn expire_producers(&self, before_ms: i64) -> Pending<Result<usize, StoreError>>;
     /// Bytes of the disk budget, and bytes LMDB has in use (high-water mark of the file).
     fn disk_usage(&self) -> DiskUsage;
+    /// Appends batches fetched from the partition's leader (a follower's replication), byte
+    /// for byte at their own base offsets: `batches` is whole v2 record batches back to back
+    /// as a Fetch response carries them (a trailing partial batch is ignored). Batches wholly
+    /// below next_offset are skipped (overlap with what we have is allowed); the first
+    /// appended batch must start exactly at next_offset, otherwise
+    /// [`StoreError::OffsetOutOfRange`] (a gap). Updates next_offset, size, time index, the
+    /// epoch index and idempotent-producer state (taken from each batch header without checks,
+    /// so a follower that becomes leader deduplicates retries). Returns the new next offset.
+    /// All or nothing: a gap or a corrupt batch (CRC) anywhere appends none of them. Respects
+    /// the disk budget like append ([`StoreError::DiskFull`]).
+    fn append_replica(
+        &self,
+        partition: std::sync::Arc<PartitionLog>,
+        batches: Bytes,
+    ) -> Pending<Result<i64, StoreError>>;
+    /// Removes every batch containing an offset >= `offset` (Kafka's truncateTo: the batch
+    /// that contains `offset` goes entirely); returns the new next offset (<= offset, except
+    /// that it never goes below log_start). Also drops epoch-index entries starting at or
+    /// after it, time-index entries pointing at removed batches (the partition's max timestamp
+    /// is recomputed), size, and remembered producer batches at removed offsets (a producer
+    /// left with none is deleted). `offset` below log_start truncates to log_start;
+    /// `offset >= next_offset` is a no-op. Done in one transaction (partitions on edge devices
+    /// are small, and a follower truncates only what diverged).
+    fn truncate_back(&self, id: PartitionId, offset: i64) -> Pending<Result<i64, StoreError>>;
+    /// Deletes all of the partition's batches, producer state and epochs, and restarts it
+    /// empty at `start` (log_start = next_offset = start): a follower whose leader no longer
+    /// has the follower's offsets. Done in one transaction.
+    fn reset_to(&self, id: PartitionId, start: i64) -> Pending<Result<(), StoreError>>;
+    /// The latest leader epoch recorded in the log and its start offset (None: no batch yet /
+    /// none recorded). Blocking.
+    fn latest_epoch(&self, id: PartitionId) -> Result<Option<EpochStart>, StoreError>;
+    /// Kafka's OffsetsForLeaderEpoch answer: the largest recorded epoch <= `epoch`, and that
+    /// epoch's end offset = the start offset of the next larger recorded epoch, or next_offset
+    /// if it is the latest. None when no recorded epoch is <= `epoch`. Blocking.
+    fn epoch_end_offset(&self, id: PartitionId, epoch: i32)
+    -> Result<Option<EpochEnd>, StoreError>;
 }
 
 /// What retention keeps: batches whose max timestamp is at or after `before_timestamp`, and

@@ -1,7 +1,9 @@
 //! Shared, lock-free view of one partition's offsets.
 //!
 //! Only the store's writer thread changes these values, and only after the transaction that
-//! made the change durable has committed; every other thread reads them.
+//! made the change durable has committed; every other thread reads them. `next_offset` grows
+//! with appends; a follower's truncation or reset may move it (and, on reset, `log_start`)
+//! down. Offsets stored are always dense and strictly increasing.
 
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -110,13 +112,20 @@ impl PartitionLog {
         }
     }
 
-    /// Publishes committed state. Called by the writer thread only, after commit.
+    /// Publishes committed state. Called by the writer thread only, after commit. The two
+    /// offsets are stored in the order that keeps `log_start <= next_offset` for a reader
+    /// between the stores: next first when it grows, log start first otherwise.
     pub(crate) fn publish(&self, meta: &PartitionMeta) {
         self.size_bytes.store(meta.size_bytes, Ordering::Release);
         self.max_timestamp
             .store(meta.max_timestamp, Ordering::Release);
-        self.log_start.store(meta.log_start, Ordering::Release);
-        self.next_offset.store(meta.next_offset, Ordering::Release);
+        if meta.next_offset > self.next_offset() {
+            self.next_offset.store(meta.next_offset, Ordering::Release);
+            self.log_start.store(meta.log_start, Ordering::Release);
+        } else {
+            self.log_start.store(meta.log_start, Ordering::Release);
+            self.next_offset.store(meta.next_offset, Ordering::Release);
+        }
     }
 }
 

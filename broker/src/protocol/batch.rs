@@ -131,6 +131,36 @@ pub fn with_offset(batch: &[u8], base_offset: i64, leader_epoch: i32) -> BytesMu
     out
 }
 
+/// The `partitionLeaderEpoch` of a batch; `None` if the bytes are too short to be one.
+pub fn leader_epoch(b: &[u8]) -> Option<i32> {
+    (b.len() >= HEADER_LEN).then(|| i32_at(b, 12))
+}
+
+/// Splits whole batches laid back to back, as a Fetch response carries them. A trailing
+/// partial batch (a fetch cut at its byte limit) is left out. A length field too small for a
+/// batch header ends the split with the rest as one last "batch", which [`validate`] refuses.
+pub fn split(records: &Bytes) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    while records.len() - at >= LENGTH_FIELD_END {
+        let declared = i64::from(i32_at(records, at + 8)) + LENGTH_FIELD_END as i64;
+        if declared < HEADER_LEN as i64 {
+            out.push(records.slice(at..));
+            break;
+        }
+        let Some(end) = usize::try_from(declared)
+            .ok()
+            .and_then(|len| at.checked_add(len))
+            .filter(|end| *end <= records.len())
+        else {
+            break;
+        };
+        out.push(records.slice(at..end));
+        at = end;
+    }
+    out
+}
+
 /// Header facts of a stored batch (one that passed [`validate`] before it was stored).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredHeader {
@@ -216,6 +246,26 @@ pub(crate) mod tests {
             validate(raw.slice(..10)),
             Err(BatchError::TooShort(10))
         ));
+    }
+
+    #[test]
+    fn split_yields_whole_batches_and_drops_a_trailing_partial_one() {
+        let a = with_offset(&encode(2, 0, Compression::None), 0, 3).freeze();
+        let b = with_offset(&encode(3, 0, Compression::None), 2, 4).freeze();
+        let mut all = BytesMut::from(&a[..]);
+        all.extend_from_slice(&b);
+        all.extend_from_slice(&a[..a.len() - 1]);
+        let parts = split(&all.freeze());
+        assert_eq!(parts, vec![a.clone(), b]);
+        assert_eq!(leader_epoch(&parts[1]), Some(4));
+        assert!(split(&a.slice(..11)).is_empty());
+        let mut bad = BytesMut::from(&a[..]);
+        bad[8..12].copy_from_slice(&5i32.to_be_bytes());
+        assert_eq!(
+            split(&bad.freeze()).len(),
+            1,
+            "garbage is handed on to be refused"
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ pub fn time_end(id: PartitionId) -> [u8; KEY_LEN] {
     with_suffix(id, u64::MAX)
 }
 
-#[cfg(test)]
+/// The timestamp of a `time_index` key.
 pub fn timestamp_of(key: &[u8]) -> i64 {
     let mut a = [0u8; 8];
     a.copy_from_slice(&key[PREFIX_LEN..KEY_LEN]);
@@ -70,6 +70,16 @@ pub fn producer(id: PartitionId, producer_id: i64) -> [u8; KEY_LEN] {
 }
 
 pub fn producer_end(id: PartitionId) -> [u8; KEY_LEN] {
+    with_suffix(id, u64::MAX)
+}
+
+/// `epochs` key: a partition leader epoch (only epochs >= 0 are recorded).
+pub fn epoch(id: PartitionId, epoch: i32) -> [u8; KEY_LEN] {
+    with_suffix(id, epoch.max(0) as u64)
+}
+
+/// Last possible `epochs` key of a partition.
+pub fn epoch_end(id: PartitionId) -> [u8; KEY_LEN] {
     with_suffix(id, u64::MAX)
 }
 

@@ -1,13 +1,15 @@
 //! The LMDB implementation of [`LogStore`] and [`MetaStore`].
 //!
-//! One environment holds ten databases: `batches` (partition prefix + base offset → the
+//! One environment holds eleven databases: `batches` (partition prefix + base offset → the
 //! batch as received), `time_index` (partition prefix + running max timestamp → base offset,
-//! monotonic like Kafka's time index), `partitions` (partition prefix → [`PartitionMeta`]),
-//! `producers` (partition prefix + producer id → idempotence state, written in the same
-//! transaction as the producer's batch), `topics` (name → [`TopicRecord`] as JSON), `meta`
-//! (cluster id, topic and producer id counters) and `offsets` (group, topic name, partition →
-//! committed offset; see [`offsets`]) and `uplinks` (partition prefix + uplink name → forwarding
-//! progress; see [`uplinks`]), `scram` and `acls` (see [`security`]).
+//! monotonic like Kafka's time index), `epochs` (partition prefix + leader epoch → the offset
+//! where it starts, Kafka's leader-epoch cache; see [`epochs`]), `partitions` (partition
+//! prefix → [`PartitionMeta`]), `producers` (partition prefix + producer id → idempotence
+//! state, written in the same transaction as the producer's batch), `topics` (name →
+//! [`TopicRecord`] as JSON), `meta` (cluster id, topic and producer id counters) and
+//! `offsets` (group, topic name, partition → committed offset; see [`offsets`]) and `uplinks`
+//! (partition prefix + uplink name → forwarding progress; see [`uplinks`]), `scram` and `acls`
+//! (see [`security`]).
 //!
 //! Reads run on the caller's thread in their own read transaction. All writes go through
 //! one writer thread ([`writer`]) that group-commits: one transaction and one fsync for
@@ -16,6 +18,7 @@
 //! takes it for writing only to resize.
 
 mod budget;
+mod epochs;
 mod keys;
 mod lock;
 mod offsets;
@@ -37,9 +40,9 @@ use tokio::sync::{oneshot, watch};
 use super::partition::PartitionMeta;
 use super::{AclBinding, ScramCredential, ScramMechanism, SecurityStore};
 use super::{
-    AppendItem, Appended, DiskUsage, LogStore, MetaStore, PartitionId, PartitionLog, Pending,
-    ProgressEntry, ReadChunk, Retention, StoreError, TimestampOffset, TopicRecord, Truncated,
-    UplinkProgress, UplinkStore,
+    AppendItem, Appended, DiskUsage, EpochEnd, EpochStart, LogStore, MetaStore, PartitionId,
+    PartitionLog, Pending, ProgressEntry, ReadChunk, Retention, StoreError, TimestampOffset,
+    TopicRecord, Truncated, UplinkProgress, UplinkStore,
 };
 pub use budget::{Budget, MAX_MAP_32BIT};
 use writer::Op;
@@ -51,6 +54,7 @@ type Db = Database<'static, RawBytes, RawBytes>;
 pub(crate) struct Dbs {
     batches: Db,
     time_index: Db,
+    epochs: Db,
     partitions: Db,
     producers: Db,
     topics: Db,
@@ -98,7 +102,7 @@ impl LmdbStore {
         let mut options = EnvOpenOptions::new().read_txn_without_tls();
         options
             .map_size(usize::try_from(map).map_err(|e| StoreError::Io(e.to_string()))?)
-            .max_dbs(12)
+            .max_dbs(16)
             .max_readers(MAX_READERS);
         // SAFETY: NO_READ_AHEAD only changes the kernel's read-ahead advice for the map.
         unsafe { options.flags(EnvFlags::NO_READ_AHEAD) };
@@ -188,6 +192,7 @@ fn create_databases(env: &Env<WithoutTls>) -> Result<Dbs, StoreError> {
         let all = (
             db("batches")?,
             db("time_index")?,
+            db("epochs")?,
             db("partitions")?,
             db("producers")?,
             db("topics")?,
@@ -202,6 +207,7 @@ fn create_databases(env: &Env<WithoutTls>) -> Result<Dbs, StoreError> {
     let CommitOrAbort::Commit((
         batches,
         time_index,
+        epochs,
         partitions,
         producers,
         topics,
@@ -217,6 +223,7 @@ fn create_databases(env: &Env<WithoutTls>) -> Result<Dbs, StoreError> {
     Ok(Dbs {
         batches,
         time_index,
+        epochs,
         partitions,
         producers,
         topics,
@@ -325,6 +332,38 @@ impl LogStore for LmdbStore {
 
     fn disk_usage(&self) -> DiskUsage {
         self.shared.disk_usage()
+    }
+
+    fn append_replica(
+        &self,
+        partition: Arc<PartitionLog>,
+        batches: bytes::Bytes,
+    ) -> Pending<Result<i64, StoreError>> {
+        self.send(|reply| Op::AppendReplica {
+            partition,
+            batches,
+            reply,
+        })
+    }
+
+    fn truncate_back(&self, id: PartitionId, offset: i64) -> Pending<Result<i64, StoreError>> {
+        self.send(|reply| Op::TruncateBack { id, offset, reply })
+    }
+
+    fn reset_to(&self, id: PartitionId, start: i64) -> Pending<Result<(), StoreError>> {
+        self.send(|reply| Op::ResetTo { id, start, reply })
+    }
+
+    fn latest_epoch(&self, id: PartitionId) -> Result<Option<EpochStart>, StoreError> {
+        epochs::latest(&self.shared, id)
+    }
+
+    fn epoch_end_offset(
+        &self,
+        id: PartitionId,
+        epoch: i32,
+    ) -> Result<Option<EpochEnd>, StoreError> {
+        epochs::end_offset(&self.shared, id, epoch)
     }
 }
 
@@ -447,3 +486,5 @@ fn page_size() -> u64 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_replica;

@@ -8,7 +8,7 @@ use super::*;
 use crate::log::{CommittedOffset, OffsetCommit, OffsetStore, TopicPartition};
 use crate::protocol::batch;
 
-fn topic(num: u32, partitions: u32) -> TopicRecord {
+pub(super) fn topic(num: u32, partitions: u32) -> TopicRecord {
     TopicRecord {
         name: format!("t{num}"),
         id: uuid::Uuid::new_v4(),
@@ -18,22 +18,23 @@ fn topic(num: u32, partitions: u32) -> TopicRecord {
     }
 }
 
-fn item(part: &Arc<PartitionLog>, n: i32, ts0: i64) -> AppendItem {
+pub(super) fn item(part: &Arc<PartitionLog>, n: i32, ts0: i64) -> AppendItem {
     let valid = batch::validate(batch::tests::encode(n, ts0, Compression::None)).expect("valid");
     AppendItem {
         partition: part.clone(),
         batch: valid.bytes,
         record_count: valid.record_count,
         max_timestamp: valid.max_timestamp,
+        leader_epoch: 0,
         producer: None,
     }
 }
 
-fn open(dir: &Path) -> LmdbStore {
+pub(super) fn open(dir: &Path) -> LmdbStore {
     LmdbStore::open(dir, Some(64 * 1024 * 1024)).expect("open")
 }
 
-fn id(topic: u32, partition: u32) -> PartitionId {
+pub(super) fn id(topic: u32, partition: u32) -> PartitionId {
     PartitionId { topic, partition }
 }
 

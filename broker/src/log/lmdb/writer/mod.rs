@@ -8,8 +8,10 @@
 //! deletes may use the reserve (offset commits count as appends there). Data of deleted
 //! topics is purged in small chunks while idle, and every few commits when busy.
 
+mod epochs;
 mod ops;
 mod partitions;
+mod replica;
 
 pub use ops::Op;
 use ops::{Outcome, answer, fail, is_append};
@@ -63,6 +65,10 @@ pub(super) struct Writer {
     /// changed (`None`: removed).
     producers: HashMap<ProducerKey, ProducerState>,
     dirty_producers: HashMap<ProducerKey, Option<ProducerState>>,
+    /// Latest recorded leader epoch per partition (`None`: none), as committed and as the
+    /// open transaction changed it; see [`epochs`].
+    epochs: HashMap<PartitionId, Option<i32>>,
+    dirty_epochs: HashMap<PartitionId, Option<i32>>,
     commits: u64,
 }
 
@@ -85,6 +91,8 @@ pub fn spawn(
         removed: Vec::new(),
         producers: HashMap::new(),
         dirty_producers: HashMap::new(),
+        epochs: HashMap::new(),
+        dirty_epochs: HashMap::new(),
         commits: 0,
     };
     std::thread::Builder::new()
@@ -241,6 +249,7 @@ impl Writer {
         self.created.clear();
         self.removed.clear();
         self.dirty_producers.clear();
+        self.dirty_epochs.clear();
         let env = self.shared.env.clone();
         let mut txn = env.write_txn()?;
         let mut outcomes = Vec::with_capacity(ops.len());
@@ -287,6 +296,13 @@ impl Writer {
                 limit,
                 ..
             } => Outcome::Truncate(self.truncate(txn, *id, *new_start, *limit)?),
+            Op::AppendReplica {
+                partition, batches, ..
+            } => Outcome::Offset(self.append_replica(txn, partition, batches)?),
+            Op::TruncateBack { id, offset, .. } => {
+                Outcome::Offset(self.truncate_back(txn, *id, *offset)?)
+            }
+            Op::ResetTo { id, start, .. } => Outcome::Committed(self.reset_to(txn, *id, *start)?),
             Op::NextTopicNum { .. } => {
                 let meta = self.shared.dbs.meta;
                 let next = meta
@@ -393,6 +409,7 @@ impl Writer {
                 None => self.producers.remove(&key),
             };
         }
+        self.epochs.extend(self.dirty_epochs.drain());
         self.commits += 1;
         self.shared.changes.send_replace(self.commits);
         for (op, outcome) in ops.into_iter().zip(outcomes) {

@@ -1,11 +1,14 @@
 //! The operations the writer executes, what each produces before commit, and how each is
 //! answered (or failed) afterwards.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use crate::log::{
-    AclBinding, AppendItem, Appended, OffsetCommit, PartitionId, ProgressEntry, ScramCredential,
-    ScramMechanism, StoreError, TopicPartition, TopicRecord, Truncated,
+    AclBinding, AppendItem, Appended, OffsetCommit, PartitionId, PartitionLog, ProgressEntry,
+    ScramCredential, ScramMechanism, StoreError, TopicPartition, TopicRecord, Truncated,
 };
 
 pub type Reply<T> = oneshot::Sender<T>;
@@ -30,6 +33,21 @@ pub enum Op {
     ExpireProducers {
         before_ms: i64,
         reply: Reply<Result<usize, StoreError>>,
+    },
+    AppendReplica {
+        partition: Arc<PartitionLog>,
+        batches: Bytes,
+        reply: Reply<Result<i64, StoreError>>,
+    },
+    TruncateBack {
+        id: PartitionId,
+        offset: i64,
+        reply: Reply<Result<i64, StoreError>>,
+    },
+    ResetTo {
+        id: PartitionId,
+        start: i64,
+        reply: Reply<Result<(), StoreError>>,
     },
     PutTopic {
         topic: TopicRecord,
@@ -76,6 +94,8 @@ pub enum Op {
 pub enum Outcome {
     Append(Vec<Result<Appended, StoreError>>),
     Truncate(Result<Truncated, StoreError>),
+    /// A new next offset (replica append, back truncation).
+    Offset(Result<i64, StoreError>),
     TopicNum(u32),
     ProducerId(i64),
     Expired(usize),
@@ -86,7 +106,10 @@ pub enum Outcome {
 }
 
 pub fn is_append(op: &Op) -> bool {
-    matches!(op, Op::Append { .. } | Op::CommitOffsets { .. })
+    matches!(
+        op,
+        Op::Append { .. } | Op::AppendReplica { .. } | Op::CommitOffsets { .. }
+    )
 }
 
 pub fn answer(op: Op, outcome: Outcome) {
@@ -95,6 +118,10 @@ pub fn answer(op: Op, outcome: Outcome) {
             let _ = reply.send(results);
         }
         (Op::Truncate { reply, .. }, Outcome::Truncate(result)) => {
+            let _ = reply.send(result);
+        }
+        (Op::AppendReplica { reply, .. }, Outcome::Offset(result))
+        | (Op::TruncateBack { reply, .. }, Outcome::Offset(result)) => {
             let _ = reply.send(result);
         }
         (Op::NextTopicNum { reply }, Outcome::TopicNum(n)) => {
@@ -111,7 +138,8 @@ pub fn answer(op: Op, outcome: Outcome) {
         | (Op::SaveUplinkProgress { reply, .. }, _) => {
             let _ = reply.send(Ok(()));
         }
-        (Op::AlterScram { reply, .. }, Outcome::Committed(result))
+        (Op::ResetTo { reply, .. }, Outcome::Committed(result))
+        | (Op::AlterScram { reply, .. }, Outcome::Committed(result))
         | (Op::AlterAcls { reply, .. }, Outcome::Committed(result))
         | (Op::CommitOffsets { reply, .. }, Outcome::Committed(result)) => {
             let _ = reply.send(result);
@@ -137,6 +165,9 @@ pub fn fail(op: Op, err: StoreError) {
         Op::Truncate { reply, .. } => {
             let _ = reply.send(Err(err));
         }
+        Op::AppendReplica { reply, .. } | Op::TruncateBack { reply, .. } => {
+            let _ = reply.send(Err(err));
+        }
         Op::NextTopicNum { reply } => {
             let _ = reply.send(Err(err));
         }
@@ -152,6 +183,7 @@ pub fn fail(op: Op, err: StoreError) {
             let _ = reply.send(Err(err));
         }
         Op::CommitOffsets { reply, .. }
+        | Op::ResetTo { reply, .. }
         | Op::AlterScram { reply, .. }
         | Op::AlterAcls { reply, .. } => {
             let _ = reply.send(Err(err));

@@ -1,6 +1,7 @@
-//! Writer steps on partitions: appends with idempotence checks, front truncation with its
-//! time-index repair, topic records, producer expiry, and purging deleted partitions. All run
-//! inside the writer's open transaction except the purge, which commits its own.
+//! Writer steps on partitions: appends with idempotence checks (recording new leader epochs),
+//! front truncation with its time-index repair, topic records, producer expiry, and purging
+//! deleted partitions. All run inside the writer's open transaction except the purge, which
+//! commits its own.
 
 use heed::RwTxn;
 
@@ -54,9 +55,10 @@ impl Writer {
                 }
             }
         }
-        let stored = batch::with_offset(&item.batch, base, 0);
+        let stored = batch::with_offset(&item.batch, base, item.leader_epoch);
         let dbs = self.shared.dbs;
         dbs.batches.put(txn, &keys::batch(id, base), &stored)?;
+        self.note_epoch(txn, id, item.leader_epoch, base)?;
         if item.max_timestamp > meta.max_timestamp {
             dbs.time_index.put(
                 txn,
@@ -276,6 +278,10 @@ impl Writer {
             dbs.producers
                 .delete_range(&mut txn, &keys::span(&start, &end))?;
             self.producers.retain(|(p, _), _| *p != id);
+            let (start, end) = (keys::epoch(id, 0), keys::epoch_end(id));
+            dbs.epochs
+                .delete_range(&mut txn, &keys::span(&start, &end))?;
+            self.epochs.remove(&id);
             dbs.partitions.delete(&mut txn, &keys::prefix(id))?;
         }
         txn.commit()?;
