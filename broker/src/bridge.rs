@@ -56,7 +56,14 @@ pub async fn start(
                     continue;
                 }
                 let partitions = ctx.config.topics.default_partitions;
-                match ctx.topics.create(topic, partitions, BTreeMap::new()).await {
+                match crate::handlers::topics::create_with_defaults(
+                    &ctx,
+                    topic,
+                    partitions,
+                    BTreeMap::new(),
+                )
+                .await
+                {
                     Ok(_) => {
                         tracing::info!(bridge = %config.name, %topic, partitions, "created the bridge's topic")
                     }
@@ -239,7 +246,8 @@ impl Backend for EmbeddedBackend {
                 return Ok(());
             }
             let configs = BTreeMap::from([("retention.ms".to_string(), "86400000".to_string())]);
-            match self.ctx.topics.create(topic, 1, configs).await {
+            match crate::handlers::topics::create_with_defaults(&self.ctx, topic, 1, configs).await
+            {
                 Ok(_) => Ok(()),
                 Err(e) if e.code == ResponseError::TopicAlreadyExists => Ok(()),
                 Err(e) => Err(SinkError::failed(format!(

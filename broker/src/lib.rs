@@ -8,6 +8,7 @@ pub mod acl;
 pub mod alloc;
 pub mod auth;
 pub mod bridge;
+pub mod cluster;
 pub mod config;
 pub mod group;
 pub mod handlers;
@@ -53,6 +54,8 @@ pub enum StartError {
     Uplink(#[from] uplink::UplinkStartError),
     #[error("listener {listener}: {message}")]
     Tls { listener: String, message: String },
+    #[error("cluster: {0}")]
+    Cluster(String),
     #[error("cannot serve metrics on {addr}: {source}")]
     Metrics {
         addr: std::net::SocketAddr,
@@ -66,7 +69,10 @@ pub enum StartError {
 }
 
 /// Runs the broker until `shutdown` is cancelled.
-pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), StartError> {
+    if let Some(c) = &config.cluster {
+        config.topics.min_insync_replicas = c.min_insync_replicas;
+    }
     let dir = config.storage.data_dir.clone();
     let store_err = |source| StartError::Store {
         dir: dir.clone(),
@@ -80,7 +86,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let topics =
         TopicRegistry::load(meta.clone(), log.clone(), config.topics.clone()).map_err(store_err)?;
     let budget = log.disk_usage();
-    let offsets: Arc<dyn OffsetStore> = store.clone();
+    let quorum_stop = CancellationToken::new();
+    let (cluster, offsets): (_, Arc<dyn OffsetStore>) = match &config.cluster {
+        Some(c) => {
+            let (cluster, heartbeats) =
+                cluster::start(config.server.node_id, c.clone(), &dir, quorum_stop.clone())
+                    .await
+                    .map_err(StartError::Cluster)?;
+            let offsets = Arc::new(cluster::offsets::ClusterOffsets::new(
+                cluster.quorum().clone(),
+                cluster.watch_state(),
+            ));
+            (Some((cluster, heartbeats)), offsets)
+        }
+        None => (None, store.clone()),
+    };
     // Groups known only from their committed offsets are listed (state Empty) after a restart.
     let known_groups = offsets.offset_groups().map_err(store_err)?;
     let groups = group::GroupCoordinator::new(
@@ -95,9 +115,13 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let auth = Arc::new(auth::Auth::load(security.clone()).map_err(store_err)?);
     let acl = acl::Authorizer::load(security, config.authorization.settings(&config.listener))
         .map_err(store_err)?;
+    let cluster_id = match &ctx_cluster_id(&config) {
+        Some(id) => id.clone(),
+        None => meta.cluster_id(),
+    };
     let ctx = Arc::new(Ctx {
         changes: store.changes(),
-        cluster_id: meta.cluster_id(),
+        cluster_id,
         node_id: config.server.node_id,
         config: Arc::new(config),
         log,
@@ -111,6 +135,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
         disk_pressure: Arc::new(tokio::sync::Notify::new()),
         acl: Arc::new(acl),
         auth,
+        cluster: cluster.as_ref().map(|(c, _)| c.clone()),
     });
     for (i, l) in listeners.iter().enumerate() {
         if i == 0 {
@@ -132,6 +157,22 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     let bound = listeners.first().map(|l| l.bound);
     let tls: Vec<_> = listeners.iter().filter_map(|l| l.tls.clone()).collect();
     let tracker = TaskTracker::new();
+    if let Some((cl, heartbeats)) = cluster {
+        let endpoints = listeners
+            .iter()
+            .map(|l| {
+                let (host, port) = &*l.session.advertised;
+                (
+                    l.session.listener.to_string(),
+                    cluster::state::Endpoint {
+                        host: host.clone(),
+                        port: *port,
+                    },
+                )
+            })
+            .collect();
+        cluster::spawn_tasks(&ctx, &cl, heartbeats, endpoints, &tracker);
+    }
     if !tls.is_empty() {
         tracker.spawn(reload_on_sighup(tls, shutdown.clone()));
     }
@@ -215,11 +256,34 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> Result<(), Star
     {
         tracing::warn!("some connections did not finish within {DRAIN_TIMEOUT:?}");
     }
+    if let Some(cl) = &ctx.cluster {
+        cl.quorum().shutdown().await;
+    }
+    quorum_stop.cancel();
     drop(ctx);
     let closing = store.clone();
     let _ = tokio::task::spawn_blocking(move || closing.close()).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// In cluster mode every node must report the same cluster id without a round through the
+/// quorum: it is derived from the voters list, which every node is configured with.
+fn ctx_cluster_id(config: &Config) -> Option<String> {
+    let cluster = config.cluster.as_ref()?;
+    let mut voters: Vec<&str> = cluster.voters.iter().map(|v| v.trim()).collect();
+    voters.sort_unstable();
+    let text = voters.join(",");
+    let fnv = |seed: u64| {
+        text.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
+    };
+    Some(format!(
+        "{:016x}{:016x}",
+        fnv(0xcbf2_9ce4_8422_2325),
+        fnv(0x8422_2325_cbf2_9ce4)
+    ))
 }
 
 /// Binds every configured listener (or the default PLAINTEXT one on `server.listen`) and

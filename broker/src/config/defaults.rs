@@ -53,6 +53,7 @@ impl Default for TopicDefaults {
             retention_ms: RETENTION_MS,
             retention_bytes: -1,
             max_message_bytes: MAX_MESSAGE_BYTES,
+            min_insync_replicas: 1,
         }
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod authorization;
 pub mod cli;
+pub mod cluster;
 mod defaults;
 pub mod listeners;
 mod validate;
@@ -40,6 +41,8 @@ pub struct Config {
     pub listener: Vec<listeners::ListenerConfig>,
     /// `super.users` and `allow.everyone.if.no.acl.found` (`[authorization]`).
     pub authorization: authorization::AuthorizationConfig,
+    /// Replication and the metadata quorum (`[cluster]`); absent: a single node.
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 /// Network listener and request limits.
@@ -92,6 +95,9 @@ pub struct TopicDefaults {
     pub retention_bytes: i64,
     /// `message.max.bytes`: largest record batch accepted.
     pub max_message_bytes: i32,
+    /// `min.insync.replicas` of topics without an override (cluster mode sets it from
+    /// `cluster.min_insync_replicas`).
+    pub min_insync_replicas: i32,
 }
 
 /// Consumer-group coordinator settings (Kafka's `group.*` and `offsets.*` broker configs).

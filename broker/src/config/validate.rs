@@ -41,6 +41,9 @@ impl Config {
         self.authorization
             .validate()
             .map_err(|(key, reason)| invalid(key, reason))?;
+        if let Some(cluster) = &self.cluster {
+            cluster.validate()?;
+        }
         let s = &self.server;
         if s.node_id < 0 {
             return Err(invalid("server.node_id", "must be >= 0"));

@@ -231,11 +231,26 @@ pub async fn alter(
         let outcome = match r.resource_type {
             _ if let Some(e) = refused => Err(e),
             TOPIC => match changes(&r.configs) {
-                Ok(changes) => {
-                    ctx.topics
-                        .alter_configs(r.resource_name.as_str(), &changes, req.validate_only)
-                        .await
-                }
+                Ok(changes) => match &ctx.cluster {
+                    Some(cluster) => match ctx.topics.changed_configs(name, &changes) {
+                        Ok(_) if req.validate_only => Ok(()),
+                        Ok(configs) => {
+                            crate::cluster::admin::alter_configs(
+                                cluster,
+                                &ctx.topics,
+                                name,
+                                configs,
+                            )
+                            .await
+                        }
+                        Err(e) => Err(e),
+                    },
+                    None => {
+                        ctx.topics
+                            .alter_configs(r.resource_name.as_str(), &changes, req.validate_only)
+                            .await
+                    }
+                },
                 Err(e) => Err(e),
             },
             BROKER => Err(ApiError::new(

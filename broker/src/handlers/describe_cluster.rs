@@ -1,4 +1,5 @@
-//! DescribeCluster: this single broker, which is also the controller. Open to every client
+//! DescribeCluster: this single broker, which is also the controller; in cluster mode the
+//! registered brokers (v2: fenced ones too when asked) and the active controller. Open to every client
 //! (like Metadata); only the cluster's authorized operations, when asked for, need DESCRIBE
 //! on it (0 without, as in Kafka).
 
@@ -12,6 +13,7 @@ pub fn handle(
     ctx: &Ctx,
     session: &Session,
     req: DescribeClusterRequest,
+    version: i16,
 ) -> DescribeClusterResponse {
     let (host, port) = &*session.advertised;
     let response = DescribeClusterResponse::default();
@@ -26,13 +28,38 @@ pub fn handle(
     } else {
         response
     };
+    let response = response.with_cluster_id(str_bytes(&ctx.cluster_id));
+    let Some(cluster) = &ctx.cluster else {
+        return response
+            .with_controller_id(BrokerId(ctx.node_id))
+            .with_brokers(vec![
+                DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(ctx.node_id))
+                    .with_host(str_bytes(host))
+                    .with_port(*port),
+            ]);
+    };
+    // v2 (KIP-919) may ask for fenced brokers too, flagged as such.
+    let fenced_too = version >= 2 && req.include_fenced_brokers;
+    let state = cluster.state();
+    let brokers = state
+        .brokers
+        .iter()
+        .filter(|(_, b)| fenced_too || !b.fenced)
+        .filter_map(|(id, b)| {
+            let ep = b.endpoint(&session.listener)?;
+            let broker = DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(*id))
+                .with_host(str_bytes(&ep.host))
+                .with_port(ep.port);
+            Some(if version >= 2 {
+                broker.with_is_fenced(b.fenced)
+            } else {
+                broker
+            })
+        })
+        .collect();
     response
-        .with_cluster_id(str_bytes(&ctx.cluster_id))
-        .with_controller_id(BrokerId(ctx.node_id))
-        .with_brokers(vec![
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(ctx.node_id))
-                .with_host(str_bytes(host))
-                .with_port(*port),
-        ])
+        .with_controller_id(BrokerId(cluster.controller().unwrap_or(-1)))
+        .with_brokers(brokers)
 }

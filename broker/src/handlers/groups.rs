@@ -43,24 +43,56 @@ fn may(ctx: &Ctx, session: &Session, op: Operation, group: &str) -> bool {
 
 const GROUP_AUTH: ResponseError = ResponseError::GroupAuthorizationFailed;
 
+/// Cluster mode: NOT_COORDINATOR when another broker coordinates `group` (the client asks
+/// FindCoordinator again), COORDINATOR_NOT_AVAILABLE while no broker can.
+pub(crate) fn not_coordinator(ctx: &Ctx, group: &str) -> Option<ResponseError> {
+    let cluster = ctx.cluster.as_ref()?;
+    match cluster.coordinator(group) {
+        Some(id) if id == cluster.node_id => None,
+        Some(_) => Some(ResponseError::NotCoordinator),
+        None => Some(ResponseError::CoordinatorNotAvailable),
+    }
+}
+
+/// The broker coordinating `key` and its address on the client's listener.
+fn coordinator_of(
+    ctx: &Ctx,
+    session: &Session,
+    key: &str,
+) -> Result<(i32, String, i32), ResponseError> {
+    let Some(cluster) = &ctx.cluster else {
+        let (host, port) = &*session.advertised;
+        return Ok((ctx.node_id, host.clone(), *port));
+    };
+    let state = cluster.state();
+    let id = crate::cluster::coordinator_in(&state, key)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let ep = state
+        .brokers
+        .get(&id)
+        .and_then(|b| b.endpoint(&session.listener))
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    Ok((id, ep.host.clone(), ep.port))
+}
+
 pub fn find_coordinator(
     ctx: &Ctx,
     session: &Session,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let (host, port) = &*session.advertised;
     let transactional = req.key_type == KEY_TYPE_TRANSACTION;
     let refusal = |key: &str| {
         if transactional {
-            Some((
+            Err((
                 ResponseError::InvalidRequest,
                 "transactions are not supported by Runnel",
             ))
         } else if !may(ctx, session, Operation::Describe, key) {
-            Some((GROUP_AUTH, "not authorized to describe the group"))
+            Err((GROUP_AUTH, "not authorized to describe the group"))
         } else {
-            None
+            coordinator_of(ctx, session, key)
+                .map_err(|e| (e, "no broker can coordinate the group now"))
         }
     };
     if version >= 4 {
@@ -71,14 +103,14 @@ pub fn find_coordinator(
                 let refused = refusal(key.as_str());
                 let c = Coordinator::default().with_key(key);
                 match refused {
-                    Some((e, message)) => c
+                    Err((e, message)) => c
                         .with_error_code(e.code())
                         .with_error_message(Some(str_bytes(message)))
                         .with_node_id(BrokerId(-1)),
-                    None => c
-                        .with_node_id(BrokerId(ctx.node_id))
-                        .with_host(str_bytes(host))
-                        .with_port(*port),
+                    Ok((id, host, port)) => c
+                        .with_node_id(BrokerId(id))
+                        .with_host(str_bytes(&host))
+                        .with_port(port),
                 }
             })
             .collect();
@@ -86,7 +118,7 @@ pub fn find_coordinator(
     }
     let r = FindCoordinatorResponse::default();
     match refusal(req.key.as_str()) {
-        Some((e, message)) => {
+        Err((e, message)) => {
             let r = r.with_error_code(e.code()).with_node_id(BrokerId(-1));
             if version >= 1 {
                 r.with_error_message(Some(str_bytes(message)))
@@ -94,10 +126,10 @@ pub fn find_coordinator(
                 r
             }
         }
-        None => r
-            .with_node_id(BrokerId(ctx.node_id))
-            .with_host(str_bytes(host))
-            .with_port(*port),
+        Ok((id, host, port)) => r
+            .with_node_id(BrokerId(id))
+            .with_host(str_bytes(&host))
+            .with_port(port),
     }
 }
 
@@ -108,10 +140,12 @@ pub async fn join(
     version: i16,
     client_id: &str,
 ) -> JoinGroupResponse {
-    let outcome = if may(ctx, session, Operation::Read, req.group_id.as_str()) {
-        join_group(ctx, &req, version, client_id).await
-    } else {
+    let outcome = if !may(ctx, session, Operation::Read, req.group_id.as_str()) {
         JoinOutcome::error(GROUP_AUTH, "")
+    } else if let Some(e) = not_coordinator(ctx, req.group_id.as_str()) {
+        JoinOutcome::error(e, "")
+    } else {
+        join_group(ctx, &req, version, client_id).await
     };
     join_response(outcome, version)
 }
@@ -191,6 +225,11 @@ pub async fn sync(
             .with_error_code(GROUP_AUTH.code())
             .with_assignment(Bytes::new());
     }
+    if let Some(e) = not_coordinator(ctx, req.group_id.as_str()) {
+        return SyncGroupResponse::default()
+            .with_error_code(e.code())
+            .with_assignment(Bytes::new());
+    }
     let assignments = req
         .assignments
         .iter()
@@ -225,6 +264,9 @@ pub fn heartbeat(ctx: &Ctx, session: &Session, req: HeartbeatRequest) -> Heartbe
     if !may(ctx, session, Operation::Read, req.group_id.as_str()) {
         return HeartbeatResponse::default().with_error_code(GROUP_AUTH.code());
     }
+    if let Some(e) = not_coordinator(ctx, req.group_id.as_str()) {
+        return HeartbeatResponse::default().with_error_code(e.code());
+    }
     let result = ctx.groups.heartbeat(
         req.group_id.as_str(),
         req.member_id.as_str(),
@@ -243,6 +285,9 @@ pub fn leave(
     let group = req.group_id.as_str();
     if !may(ctx, session, Operation::Read, group) {
         return LeaveGroupResponse::default().with_error_code(GROUP_AUTH.code());
+    }
+    if let Some(e) = not_coordinator(ctx, group) {
+        return LeaveGroupResponse::default().with_error_code(e.code());
     }
     if version < 3 {
         let result = ctx.groups.leave(group, req.member_id.as_str(), None);
@@ -326,6 +371,11 @@ pub fn describe(
                 return DescribedGroup::default()
                     .with_group_id(id)
                     .with_error_code(GROUP_AUTH.code());
+            }
+            if let Some(e) = not_coordinator(ctx, id.as_str()) {
+                return DescribedGroup::default()
+                    .with_group_id(id)
+                    .with_error_code(e.code());
             }
             let described = describe_one(ctx, id, version);
             if with_ops {

@@ -3,6 +3,8 @@
 //! transactional id is refused with INVALID_REQUEST (InitProducerId has no error message
 //! field), and the transaction APIs are not advertised.
 //!
+//! In cluster mode ids are unique across brokers (see [`cluster_wide`]).
+//!
 //! Authorization (KIP-679): IDEMPOTENT_WRITE on the cluster, or WRITE on at least one topic;
 //! CLUSTER_AUTHORIZATION_FAILED otherwise.
 
@@ -38,11 +40,20 @@ pub async fn handle(
     }
     match wait(ctx.meta.next_producer_id()).await {
         Ok(Ok(id)) => InitProducerIdResponse::default()
-            .with_producer_id(ProducerId(id))
+            .with_producer_id(ProducerId(cluster_wide(ctx, id)))
             .with_producer_epoch(0),
         Ok(Err(e)) | Err(e) => {
             tracing::warn!(error = %e, "cannot allocate a producer id");
             refused(ResponseError::CoordinatorNotAvailable)
         }
+    }
+}
+
+/// In cluster mode a node's local counter is prefixed with its node id (bits 40..), so ids
+/// are unique across the cluster without a round through the quorum: 2^40 ids per node.
+fn cluster_wide(ctx: &Ctx, local: i64) -> i64 {
+    match &ctx.cluster {
+        Some(_) => (i64::from(ctx.node_id) << 40) | (local & ((1 << 40) - 1)),
+        None => local,
     }
 }

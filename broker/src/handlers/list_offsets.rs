@@ -67,7 +67,22 @@ pub async fn handle(
                 );
                 continue;
             }
-            let r = match lookup(ctx, part, p.timestamp).await {
+            let (end, epoch) = match super::leadership(ctx, &part) {
+                Ok(None) => (part.next_offset(), epoch),
+                Ok(Some(replica)) => (
+                    replica.high_watermark(),
+                    if version >= 4 { replica.role().1 } else { -1 },
+                ),
+                Err(code) => {
+                    partitions.push(
+                        r.with_error_code(code.code())
+                            .with_offset(-1)
+                            .with_timestamp(-1),
+                    );
+                    continue;
+                }
+            };
+            let r = match lookup(ctx, part, p.timestamp, end).await {
                 Ok(Some(found)) => r
                     .with_offset(found.offset)
                     .with_timestamp(found.timestamp)
@@ -95,6 +110,7 @@ async fn lookup(
     ctx: &Ctx,
     part: std::sync::Arc<PartitionLog>,
     timestamp: i64,
+    end: i64,
 ) -> Result<Option<TimestampOffset>, StoreError> {
     let at = |offset| {
         Ok(Some(TimestampOffset {
@@ -103,7 +119,8 @@ async fn lookup(
         }))
     };
     match timestamp {
-        LATEST => at(part.next_offset()),
+        // The high watermark: what consumers can read (the log end on a single node).
+        LATEST => at(end),
         EARLIEST | EARLIEST_LOCAL => at(part.log_start()),
         LATEST_TIERED => Ok(None),
         MAX_TIMESTAMP => {

@@ -1,4 +1,6 @@
-//! Metadata: brokers (just this one), and topics with their partitions, led by this node.
+//! Metadata: brokers and topics with their partitions. A single node lists itself as the
+//! only broker and leader; in cluster mode brokers, leaders, epochs, replicas and ISRs come
+//! from the replicated state (fenced brokers are left out, as in Kafka).
 //! Unknown topics named in the request are auto-created when both the request and
 //! `topics.auto_create` allow it, as librdkafka and the Java client expect.
 //!
@@ -72,15 +74,39 @@ pub async fn handle(
     } else {
         response
     };
+    let (brokers, controller) = match &ctx.cluster {
+        None => (
+            vec![
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(ctx.node_id))
+                    .with_host(str_bytes(host))
+                    .with_port(*port),
+            ],
+            ctx.node_id,
+        ),
+        Some(cluster) => {
+            let state = cluster.state();
+            let brokers = state
+                .brokers
+                .iter()
+                .filter(|(_, b)| !b.fenced)
+                .filter_map(|(id, b)| {
+                    let ep = b.endpoint(&session.listener)?;
+                    Some(
+                        MetadataResponseBroker::default()
+                            .with_node_id(BrokerId(*id))
+                            .with_host(str_bytes(&ep.host))
+                            .with_port(ep.port),
+                    )
+                })
+                .collect();
+            (brokers, cluster.controller().unwrap_or(-1))
+        }
+    };
     response
-        .with_brokers(vec![
-            MetadataResponseBroker::default()
-                .with_node_id(BrokerId(ctx.node_id))
-                .with_host(str_bytes(host))
-                .with_port(*port),
-        ])
+        .with_brokers(brokers)
         .with_cluster_id(Some(str_bytes(&ctx.cluster_id)))
-        .with_controller_id(BrokerId(ctx.node_id))
+        .with_controller_id(BrokerId(controller))
         .with_topics(topics)
 }
 
@@ -102,11 +128,7 @@ async fn by_name(ctx: &Ctx, session: &Session, name: &str, auto: bool) -> Metada
         ResponseError::TopicAuthorizationFailed
     } else {
         let partitions = ctx.config.topics.default_partitions;
-        match ctx
-            .topics
-            .create(name, partitions, Default::default())
-            .await
-        {
+        match super::topics::create_with_defaults(ctx, name, partitions, Default::default()).await {
             Ok(topic) => return describe(ctx, &topic),
             // Lost a race with another creator: fine, describe what exists.
             Err(e) if e.code == ResponseError::TopicAlreadyExists => match ctx.topics.get(name) {
@@ -148,6 +170,9 @@ fn by_id(ctx: &Ctx, session: &Session, id: uuid::Uuid) -> MetadataResponseTopic 
 }
 
 fn describe(ctx: &Ctx, topic: &Topic) -> MetadataResponseTopic {
+    if let Some(cluster) = &ctx.cluster {
+        return describe_replicated(&cluster.state(), topic);
+    }
     let node = BrokerId(ctx.node_id);
     let partitions = (0..topic.partitions.len() as i32)
         .map(|p| {
@@ -157,6 +182,45 @@ fn describe(ctx: &Ctx, topic: &Topic) -> MetadataResponseTopic {
                 .with_leader_epoch(0)
                 .with_replica_nodes(vec![node])
                 .with_isr_nodes(vec![node])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(topic.name())))
+        .with_topic_id(topic.id())
+        .with_partitions(partitions)
+}
+
+fn describe_replicated(
+    state: &crate::cluster::ClusterState,
+    topic: &Topic,
+) -> MetadataResponseTopic {
+    let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
+    let partitions = (0..topic.partitions.len() as i32)
+        .map(|p| {
+            let r = MetadataResponsePartition::default().with_partition_index(p);
+            match state.partition(topic.name(), p) {
+                Some(info) => {
+                    let r = r
+                        .with_leader_id(BrokerId(info.leader))
+                        .with_leader_epoch(info.leader_epoch)
+                        .with_replica_nodes(ids(&info.replicas))
+                        .with_isr_nodes(ids(&info.isr))
+                        .with_offline_replicas(ids(&info
+                            .replicas
+                            .iter()
+                            .copied()
+                            .filter(|b| state.brokers.get(b).is_none_or(|b| b.fenced))
+                            .collect::<Vec<_>>()));
+                    if info.leader < 0 {
+                        r.with_error_code(ResponseError::LeaderNotAvailable.code())
+                    } else {
+                        r
+                    }
+                }
+                None => r
+                    .with_leader_id(BrokerId(-1))
+                    .with_error_code(ResponseError::LeaderNotAvailable.code()),
+            }
         })
         .collect();
     MetadataResponseTopic::default()

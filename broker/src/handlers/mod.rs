@@ -15,6 +15,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offsets;
 pub mod produce;
+pub mod reassignments;
 pub mod sasl;
 pub mod scram_users;
 pub mod topics;
@@ -56,6 +57,8 @@ pub struct Ctx {
     pub acl: Arc<crate::acl::Authorizer>,
     /// SCRAM credentials (cached) and authentication counters.
     pub auth: Arc<crate::auth::Auth>,
+    /// Cluster mode (`[cluster]`): the quorum, replica roles and high watermarks.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// What a handler knows about the connection its request came in on.
@@ -81,6 +84,22 @@ pub(crate) fn str_bytes(s: &str) -> StrBytes {
 
 pub(crate) fn topic_name(s: &str) -> TopicName {
     TopicName(str_bytes(s))
+}
+
+/// Whether this node may serve the partition's leader-only requests. `Ok(None)` on a single
+/// node (it leads everything); in cluster mode the replica it leads, or
+/// NOT_LEADER_OR_FOLLOWER (LEADER_NOT_AVAILABLE while the partition has no leader).
+pub(crate) fn leadership(
+    ctx: &Ctx,
+    part: &crate::log::PartitionLog,
+) -> Result<Option<Arc<crate::cluster::replica::Replica>>, kafka_protocol::ResponseError> {
+    let Some(cluster) = &ctx.cluster else {
+        return Ok(None);
+    };
+    match cluster.replicas.get(part.id) {
+        Some(r) if r.role().0 == crate::cluster::Role::Leader => Ok(Some(r)),
+        _ => Err(kafka_protocol::ResponseError::NotLeaderOrFollower),
+    }
 }
 
 /// Runs blocking storage work (LMDB reads) off the async threads.

@@ -72,6 +72,8 @@ pub async fn commit(
         Some(ResponseError::GroupAuthorizationFailed)
     } else if !valid_group_id(&group) {
         Some(ResponseError::InvalidGroupId)
+    } else if let Some(e) = super::groups::not_coordinator(ctx, &group) {
+        Some(e)
     } else {
         let instance = req.group_instance_id.as_deref();
         let (generation, member) = (req.generation_id_or_member_epoch, req.member_id.as_str());
@@ -283,6 +285,9 @@ async fn fetch_group(ctx: &Ctx, session: &Session, group: &str, wanted: Wanted) 
         group,
     ) {
         return (ResponseError::GroupAuthorizationFailed.code(), Vec::new());
+    }
+    if let Some(e) = super::groups::not_coordinator(ctx, group) {
+        return (e.code(), Vec::new());
     }
     let acl = &ctx.acl;
     let denied: HashSet<TopicName> = wanted

@@ -11,8 +11,12 @@ use kafka_protocol::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use super::{Ctx, Session, str_bytes};
 use crate::acl::{Operation, ResourceType};
+use crate::cluster::replica::Replica;
 use crate::log::producers::{ProducerBatch, increment_seq};
 use crate::log::{AppendItem, StoreError, wait};
 use crate::protocol::batch::{self, BatchError};
@@ -36,6 +40,8 @@ pub fn start(
 ) -> impl std::future::Future<Output = ProduceResponse> + Send + 'static {
     let acks_ok = matches!(req.acks, -1..=1);
     let mut items = Vec::new();
+    // In cluster mode, per item: the replica this node leads and the batch's record count.
+    let mut leaders: Vec<Option<(Arc<Replica>, i32)>> = Vec::new();
     let mut plan: Plan = Vec::new();
     for topic in req.topic_data {
         let authorized = ctx.acl.allows(
@@ -63,9 +69,13 @@ pub fn start(
                     "transactions are not supported by Runnel",
                 ))
             } else {
-                match prepare(req.acks, found.as_deref(), part.index, part.records) {
-                    Ok(item) => {
+                let prepared = prepare(req.acks, found.as_deref(), part.index, part.records)
+                    .and_then(|item| lead(ctx, req.acks, found.as_deref(), item));
+                match prepared {
+                    Ok((item, replica)) => {
+                        let last = item.record_count;
                         items.push(item);
+                        leaders.push(replica.map(|r| (r, last)));
                         Slot::Appended(items.len() - 1)
                     }
                     Err(e) => Slot::Ready(e),
@@ -77,10 +87,20 @@ pub fn start(
     }
     let queued = (!items.is_empty()).then(|| ctx.log.append(items));
     let pressure = ctx.disk_pressure.clone();
+    let cluster = ctx.cluster.clone();
+    let acks = req.acks;
+    let timeout = Duration::from_millis(req.timeout_ms.max(0) as u64);
+    let shutdown = ctx.shutdown.clone();
     async move {
         let results = match queued {
             Some(queued) => wait(queued).await,
             None => Ok(Vec::new()),
+        };
+        let results = match (cluster, results) {
+            (Some(cluster), Ok(results)) => {
+                replicated(&cluster, acks, timeout, &shutdown, leaders, results).await
+            }
+            (_, results) => results,
         };
         if let Ok(results) = &results
             && results
@@ -90,6 +110,92 @@ pub fn start(
             pressure.notify_one();
         }
         respond(plan, results)
+    }
+}
+
+/// Cluster mode: this node must lead the partition; the batch gets the leader epoch, and
+/// acks=all needs `min.insync.replicas` in the ISR before anything is appended.
+fn lead(
+    ctx: &Ctx,
+    acks: i16,
+    topic: Option<&crate::topics::Topic>,
+    mut item: AppendItem,
+) -> Result<(AppendItem, Option<Arc<Replica>>), ApiError> {
+    let replica = super::leadership(ctx, &item.partition)
+        .map_err(|code| ApiError::new(code, "this broker is not the partition's leader"))?;
+    let Some(replica) = replica else {
+        return Ok((item, None));
+    };
+    item.leader_epoch = replica.role().1;
+    let min_isr = topic.map_or(1, |t| t.config.min_insync_replicas);
+    if acks == -1 && (replica.isr_len() as i32) < min_isr {
+        return Err(ApiError::new(
+            ResponseError::NotEnoughReplicas,
+            format!(
+                "{} in-sync replicas, min.insync.replicas is {min_isr}",
+                replica.isr_len()
+            ),
+        ));
+    }
+    Ok((item, Some(replica)))
+}
+
+/// After a cluster leader's local append: moves the high watermark, and for acks=all waits
+/// until every ISR member has the batch (the high watermark passed it), the leadership is
+/// lost (NOT_LEADER_OR_FOLLOWER) or the request's timeout ends (REQUEST_TIMED_OUT).
+async fn replicated(
+    cluster: &crate::cluster::Cluster,
+    acks: i16,
+    timeout: Duration,
+    shutdown: &tokio_util::sync::CancellationToken,
+    leaders: Vec<Option<(Arc<Replica>, i32)>>,
+    mut results: Vec<Result<crate::log::Appended, StoreError>>,
+) -> Result<Vec<Result<crate::log::Appended, StoreError>>, StoreError> {
+    for (r, _) in leaders.iter().flatten() {
+        cluster.replicas.appended(r);
+    }
+    if acks != -1 {
+        return Ok(results);
+    }
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut changes = cluster.replicas.changes();
+    let epochs: Vec<Option<i32>> = leaders
+        .iter()
+        .map(|l| l.as_ref().map(|(r, _)| r.role().1))
+        .collect();
+    loop {
+        changes.borrow_and_update();
+        let mut waiting = false;
+        for (i, leader) in leaders.iter().enumerate() {
+            let (Some((r, count)), Some(Ok(a))) = (leader, results.get(i)) else {
+                continue;
+            };
+            let end = a.base_offset + i64::from(*count);
+            let (role, epoch) = r.role();
+            if role != crate::cluster::Role::Leader || Some(epoch) != epochs[i] {
+                results[i] = Err(StoreError::NotLeader);
+            } else if r.high_watermark() < end {
+                waiting = true;
+            }
+        }
+        if !waiting {
+            return Ok(results);
+        }
+        if tokio::time::Instant::now() >= deadline || shutdown.is_cancelled() {
+            for (i, leader) in leaders.iter().enumerate() {
+                if let (Some((r, count)), Some(Ok(a))) = (leader, results.get(i))
+                    && r.high_watermark() < a.base_offset + i64::from(*count)
+                {
+                    results[i] = Err(StoreError::ReplicationTimeout);
+                }
+            }
+            return Ok(results);
+        }
+        tokio::select! {
+            _ = changes.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = shutdown.cancelled() => {}
+        }
     }
 }
 

@@ -112,12 +112,14 @@ async fn create_one(
                 "give either assignments or num_partitions/replication_factor, not both",
             ));
         }
-        check_assignment(ctx, t.assignments.iter().map(|a| &a.broker_ids[..]))?;
+        if ctx.cluster.is_none() {
+            check_assignment(ctx, t.assignments.iter().map(|a| &a.broker_ids[..]))?;
+        }
         t.assignments.len() as i32
     } else {
         t.num_partitions
     };
-    if !matches!(t.replication_factor, -1 | 1) {
+    if ctx.cluster.is_none() && !matches!(t.replication_factor, -1 | 1) {
         return Err(ApiError::new(
             ResponseError::InvalidReplicationFactor,
             format!(
@@ -142,7 +144,23 @@ async fn create_one(
     }
     let (id, config) = if validate_only {
         let config = ctx.topics.check_new(name, partitions, &configs)?;
+        if let Some(cluster) = &ctx.cluster {
+            crate::cluster::admin::place(cluster, name, 0, partitions, t.replication_factor)?;
+        }
         (uuid::Uuid::nil(), config)
+    } else if let Some(cluster) = &ctx.cluster {
+        let replicas = if t.assignments.is_empty() {
+            crate::cluster::admin::place(cluster, name, 0, partitions, t.replication_factor)?
+        } else {
+            t.assignments
+                .iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect()
+        };
+        let topic =
+            crate::cluster::admin::create_topic(cluster, &ctx.topics, name, replicas, configs)
+                .await?;
+        (topic.id(), topic.config.clone())
     } else {
         let topic = ctx.topics.create(name, partitions, configs).await?;
         (topic.id(), topic.config.clone())
@@ -163,6 +181,23 @@ async fn create_one(
         })
         .collect();
     Ok((id, partitions, described))
+}
+
+/// Creates a topic with the default replication (auto-creation, bridges' topics): locally on
+/// a single node, through the quorum in a cluster.
+pub(crate) async fn create_with_defaults(
+    ctx: &Ctx,
+    name: &str,
+    partitions: i32,
+    configs: BTreeMap<String, String>,
+) -> Result<std::sync::Arc<crate::topics::Topic>, ApiError> {
+    match &ctx.cluster {
+        None => ctx.topics.create(name, partitions, configs).await,
+        Some(cluster) => {
+            let replicas = crate::cluster::admin::place(cluster, name, 0, partitions, -1)?;
+            crate::cluster::admin::create_topic(cluster, &ctx.topics, name, replicas, configs).await
+        }
+    }
 }
 
 /// Manual assignments may only name this broker, one replica per partition.
@@ -225,7 +260,12 @@ pub async fn delete(
                 },
                 "topic does not exist",
             )),
-            (Ok(()), Some(t)) => ctx.topics.delete(t.name()).await,
+            (Ok(()), Some(t)) => match &ctx.cluster {
+                Some(cluster) => {
+                    crate::cluster::admin::delete_topic(cluster, &ctx.topics, t.name()).await
+                }
+                None => ctx.topics.delete(t.name()).await,
+            },
         };
         let result = if version >= 6 {
             let known = topic.as_ref().map(|t| t.id()).unwrap_or(id);
@@ -295,15 +335,35 @@ pub async fn create_partitions(
             ))
         } else {
             match &t.assignments {
-                Some(a) => check_assignment(ctx, a.iter().map(|x| &x.broker_ids[..])),
-                None => Ok(()),
+                Some(a) if ctx.cluster.is_none() => {
+                    check_assignment(ctx, a.iter().map(|x| &x.broker_ids[..]))
+                }
+                _ => Ok(()),
             }
         };
         let outcome = match outcome {
             Ok(()) => {
-                ctx.topics
-                    .add_partitions(t.name.as_str(), t.count, req.validate_only)
-                    .await
+                let checked = ctx
+                    .topics
+                    .add_partitions(t.name.as_str(), t.count, true)
+                    .await;
+                match (&ctx.cluster, checked) {
+                    (Some(cluster), Ok(())) if !req.validate_only => {
+                        crate::cluster::admin::add_partitions(
+                            cluster,
+                            &ctx.topics,
+                            t.name.as_str(),
+                            t.count,
+                        )
+                        .await
+                    }
+                    (None, Ok(())) if !req.validate_only => {
+                        ctx.topics
+                            .add_partitions(t.name.as_str(), t.count, false)
+                            .await
+                    }
+                    (_, checked) => checked,
+                }
             }
             Err(e) => Err(e),
         };

@@ -47,7 +47,9 @@ pub const SUPPORTED: &[Api] = &[
     api(ApiKey::DescribeConfigs, 1, 4),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
-    api(ApiKey::DescribeCluster, 0, 1),
+    api(ApiKey::DescribeCluster, 0, 2),
+    api(ApiKey::AlterPartitionReassignments, 0, 1),
+    api(ApiKey::ListPartitionReassignments, 0, 0),
     api(ApiKey::DescribeLogDirs, 1, 4),
     api(ApiKey::InitProducerId, 0, 4),
     api(ApiKey::FindCoordinator, 0, 4),
@@ -268,8 +270,16 @@ pub async fn dispatch(
             &raw,
             &handlers::init_producer_id::handle(ctx, session, req).await,
         ),
-        RequestKind::DescribeCluster(req) => {
-            encode(&raw, &handlers::describe_cluster::handle(ctx, session, req))
+        RequestKind::DescribeCluster(req) => encode(
+            &raw,
+            &handlers::describe_cluster::handle(ctx, session, req, v),
+        ),
+        RequestKind::AlterPartitionReassignments(req) => encode(
+            &raw,
+            &handlers::reassignments::alter(ctx, session, req).await,
+        ),
+        RequestKind::ListPartitionReassignments(req) => {
+            encode(&raw, &handlers::reassignments::list(ctx, session, req))
         }
         RequestKind::DescribeLogDirs(req) => encode(
             &raw,

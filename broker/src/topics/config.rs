@@ -12,6 +12,7 @@ pub const RETENTION_MS: &str = "retention.ms";
 pub const RETENTION_BYTES: &str = "retention.bytes";
 pub const MAX_MESSAGE_BYTES: &str = "max.message.bytes";
 pub const CLEANUP_POLICY: &str = "cleanup.policy";
+pub const MIN_INSYNC_REPLICAS: &str = "min.insync.replicas";
 
 /// Kafka topic configs Runnel reports but does not let clients change, with the value it
 /// behaves with.
@@ -33,7 +34,6 @@ pub const READ_ONLY: &[(&str, &str)] = &[
     ("message.timestamp.type", "CreateTime"),
     ("min.cleanable.dirty.ratio", "0.5"),
     ("min.compaction.lag.ms", "0"),
-    ("min.insync.replicas", "1"),
     ("preallocate", "false"),
     ("remote.storage.enable", "false"),
     ("segment.bytes", "1073741824"),
@@ -50,6 +50,7 @@ pub fn is_known(key: &str) -> bool {
         RETENTION_BYTES,
         MAX_MESSAGE_BYTES,
         CLEANUP_POLICY,
+        MIN_INSYNC_REPLICAS,
     ]
     .contains(&key)
         || READ_ONLY.iter().any(|(k, _)| *k == key)
@@ -61,6 +62,8 @@ pub struct TopicConfig {
     pub retention_ms: i64,
     pub retention_bytes: i64,
     pub max_message_bytes: i32,
+    /// acks=all produce needs at least this many in-sync replicas (cluster mode).
+    pub min_insync_replicas: i32,
     /// Explicit overrides, as given by clients (describe shows them as topic-level).
     pub overrides: BTreeMap<String, String>,
 }
@@ -107,6 +110,7 @@ impl TopicConfig {
             retention_ms: defaults.retention_ms,
             retention_bytes: defaults.retention_bytes,
             max_message_bytes: defaults.max_message_bytes,
+            min_insync_replicas: defaults.min_insync_replicas,
             overrides: BTreeMap::new(),
         }
     }
@@ -119,6 +123,11 @@ impl TopicConfig {
             MAX_MESSAGE_BYTES => {
                 let n = parse_at_least(key, v, 64)?;
                 self.max_message_bytes = i32::try_from(n)
+                    .map_err(|_| format!("{key}: {v} is larger than {}", i32::MAX))?;
+            }
+            MIN_INSYNC_REPLICAS => {
+                let n = parse_at_least(key, v, 1)?;
+                self.min_insync_replicas = i32::try_from(n)
                     .map_err(|_| format!("{key}: {v} is larger than {}", i32::MAX))?;
             }
             CLEANUP_POLICY => {
@@ -145,6 +154,14 @@ impl TopicConfig {
     pub fn describe(&self) -> Vec<Described> {
         let overridden = |k: &str| self.overrides.contains_key(k);
         let mut out = vec![
+            Described {
+                name: MIN_INSYNC_REPLICAS.into(),
+                value: self.min_insync_replicas.to_string(),
+                read_only: false,
+                is_default: !overridden(MIN_INSYNC_REPLICAS),
+                config_type: ConfigType::Int,
+                doc: "With acks=all, the fewest in-sync replicas a write needs (cluster mode).",
+            },
             Described {
                 name: CLEANUP_POLICY.into(),
                 value: "delete".into(),

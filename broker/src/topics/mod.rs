@@ -65,6 +65,8 @@ impl From<StoreError> for ApiError {
             StoreError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
             StoreError::OutOfOrderSequence { .. } => ResponseError::OutOfOrderSequenceNumber,
             StoreError::ProducerFenced { .. } => ResponseError::InvalidProducerEpoch,
+            StoreError::NotLeader => ResponseError::NotLeaderOrFollower,
+            StoreError::ReplicationTimeout => ResponseError::RequestTimedOut,
             StoreError::DiskFull { .. } | StoreError::Io(_) | StoreError::Closed => {
                 ResponseError::KafkaStorageError
             }
@@ -217,6 +219,57 @@ impl TopicRegistry {
         Ok(topic)
     }
 
+    /// Makes the local copy of a cluster topic match its definition (cluster mode): creates
+    /// it with the cluster's id, grows its partitions, takes its configs, or re-creates it
+    /// when the local copy is of an older topic with the same name. Returns whether anything
+    /// changed. Names were validated by the node that proposed the topic.
+    pub async fn mirror(
+        &self,
+        name: &str,
+        id: uuid::Uuid,
+        partitions: u32,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<bool, ApiError> {
+        let _serial = self.changes.lock().await;
+        let existing = self.get(name);
+        if let Some(t) = &existing {
+            if t.id() == id {
+                if t.record.partitions >= partitions && t.record.configs == *configs {
+                    return Ok(false);
+                }
+                let mut record = t.record.clone();
+                record.partitions = record.partitions.max(partitions);
+                record.configs = configs.clone();
+                self.replace(t.clone(), record).await?;
+                return Ok(true);
+            }
+            self.write().remove(name);
+            wait(self.meta.delete_topic(t.record.clone())).await??;
+            tracing::info!(topic = name, "deleted the local copy of a replaced topic");
+        }
+        let config = TopicConfig::new(&self.defaults, configs.clone()).unwrap_or_else(|e| {
+            tracing::warn!(topic = name, error = %e, "ignoring invalid replicated topic config");
+            TopicConfig::from_defaults(&self.defaults)
+        });
+        let num = wait(self.meta.next_topic_num()).await??;
+        let record = TopicRecord {
+            name: name.to_owned(),
+            id,
+            num,
+            partitions,
+            configs: configs.clone(),
+        };
+        wait(self.meta.put_topic(record.clone())).await??;
+        let topic = Arc::new(build(&*self.log, record, config)?);
+        self.write().insert(name.to_owned(), topic);
+        tracing::info!(
+            topic = name,
+            partitions,
+            "created the local copy of a cluster topic"
+        );
+        Ok(true)
+    }
+
     /// Deletes a topic; its data is purged in the background.
     pub async fn delete(&self, name: &str) -> Result<(), ApiError> {
         let _serial = self.changes.lock().await;
@@ -263,6 +316,30 @@ impl TopicRegistry {
     ) -> Result<(), ApiError> {
         let _serial = self.changes.lock().await;
         let topic = self.get(name).ok_or_else(|| unknown(name))?;
+        let configs = self.with_changes(&topic, changes)?;
+        if validate_only {
+            return Ok(());
+        }
+        let mut record = topic.record.clone();
+        record.configs = configs;
+        self.replace(topic, record).await
+    }
+
+    /// The topic's config overrides after `changes`, validated (nothing is stored).
+    pub fn changed_configs(
+        &self,
+        name: &str,
+        changes: &[ConfigChange],
+    ) -> Result<BTreeMap<String, String>, ApiError> {
+        let topic = self.get(name).ok_or_else(|| unknown(name))?;
+        self.with_changes(&topic, changes)
+    }
+
+    fn with_changes(
+        &self,
+        topic: &Topic,
+        changes: &[ConfigChange],
+    ) -> Result<BTreeMap<String, String>, ApiError> {
         let mut configs = topic.record.configs.clone();
         for change in changes {
             match change {
@@ -282,12 +359,7 @@ impl TopicRegistry {
         }
         TopicConfig::new(&self.defaults, configs.clone())
             .map_err(|m| ApiError::new(ResponseError::InvalidConfig, m))?;
-        if validate_only {
-            return Ok(());
-        }
-        let mut record = topic.record.clone();
-        record.configs = configs;
-        self.replace(topic, record).await
+        Ok(configs)
     }
 
     async fn replace(&self, old: Arc<Topic>, record: TopicRecord) -> Result<(), ApiError> {
