@@ -240,6 +240,9 @@ pub async fn run(mut config: Config, shutdown: CancellationToken) -> Result<(), 
     tracker.spawn(ctx.groups.clone().sweep(shutdown.clone()));
     server::serve_listeners(ctx.clone(), listeners, tracker.clone()).await;
     tracing::info!("shutting down: draining in-flight requests");
+    if let Some(cl) = &ctx.cluster {
+        cl.leave().await;
+    }
     runnel_bridge::service::stopping();
     bridges_stop.cancel();
     uplinks_stop.cancel();

@@ -43,6 +43,20 @@ impl Config {
             .map_err(|(key, reason)| invalid(key, reason))?;
         if let Some(cluster) = &self.cluster {
             cluster.validate()?;
+            // Both append to this node's copy of a partition, which in a cluster may be a
+            // follower's; they need leader routing first (the standalone runnel-bridge has it).
+            if !self.bridge.is_empty() {
+                return Err(invalid(
+                    "bridge",
+                    "embedded [[bridge]] tables are not supported with [cluster] yet; run runnel-bridge against the cluster",
+                ));
+            }
+            if !self.uplink.is_empty() {
+                return Err(invalid(
+                    "uplink",
+                    "[[uplink]] tables are not supported with [cluster] yet",
+                ));
+            }
         }
         let s = &self.server;
         if s.node_id < 0 {

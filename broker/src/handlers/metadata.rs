@@ -133,7 +133,8 @@ async fn by_name(ctx: &Ctx, session: &Session, name: &str, auto: bool) -> Metada
             // Lost a race with another creator: fine, describe what exists.
             Err(e) if e.code == ResponseError::TopicAlreadyExists => match ctx.topics.get(name) {
                 Some(topic) => return describe(ctx, &topic),
-                None => e.code,
+                // Created by another broker of the cluster; not mirrored here yet.
+                None => ResponseError::LeaderNotAvailable,
             },
             Err(e) => {
                 tracing::debug!(topic = name, error = %e.message, "auto-create refused");

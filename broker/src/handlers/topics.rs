@@ -66,7 +66,7 @@ pub async fn create(
             Ok((id, partitions, configs)) if describable() => result
                 .with_topic_id(id)
                 .with_num_partitions(partitions)
-                .with_replication_factor(1)
+                .with_replication_factor(replication_factor(ctx, &name))
                 .with_configs(Some(configs)),
             // Created, but its settings are not the client's to see (Kafka's rule).
             Ok((id, _, _)) => {
@@ -96,6 +96,18 @@ pub async fn create(
 }
 
 type Created = (uuid::Uuid, i32, Vec<CreatableTopicConfigs>);
+
+/// The topic's replication factor: 1 on a single node, else its first partition's replicas.
+fn replication_factor(ctx: &Ctx, name: &str) -> i16 {
+    ctx.cluster
+        .as_ref()
+        .and_then(|c| {
+            c.state()
+                .partition(name, 0)
+                .map(|p| p.target().len() as i16)
+        })
+        .unwrap_or(1)
+}
 
 async fn create_one(
     ctx: &Ctx,
