@@ -51,6 +51,16 @@ impl Config {
                     "embedded [[bridge]] tables are not supported with [cluster] yet; run runnel-bridge against the cluster",
                 ));
             }
+            if self
+                .listener
+                .first()
+                .is_some_and(|l| l.protocol != super::listeners::SecurityProtocol::Plaintext)
+            {
+                return Err(invalid(
+                    "listener",
+                    "with [cluster], the first [[listener]] carries replication and must be PLAINTEXT",
+                ));
+            }
             if !self.uplink.is_empty() {
                 return Err(invalid(
                     "uplink",
