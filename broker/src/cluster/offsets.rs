@@ -137,8 +137,12 @@ impl OffsetStore for ClusterOffsets {
         before_ms: i64,
     ) -> Pending<Result<Vec<String>, StoreError>> {
         let state = self.state.borrow().clone();
+        // Only a group's coordinator knows whether it has members: it alone expires the
+        // group's offsets (the caller passed the groups without members here).
+        let me = i32::try_from(self.quorum.id()).unwrap_or(-1);
         let doomed: Vec<String> = groups
             .into_iter()
+            .filter(|g| super::coordinator_in(&state, g) == Some(me))
             .filter(|g| {
                 state.offsets.get(g).is_some_and(|e| {
                     e.iter()
@@ -148,12 +152,6 @@ impl OffsetStore for ClusterOffsets {
                 })
             })
             .collect();
-        // Only the controller expires, so three nodes do not propose the same deletions.
-        if !self.quorum.is_leader() {
-            let (tx, rx) = oneshot::channel();
-            let _ = tx.send(Ok(Vec::new()));
-            return rx;
-        }
         let cmds = doomed
             .iter()
             .map(|g| Command::DeleteOffsets {
