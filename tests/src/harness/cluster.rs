@@ -1143,7 +1143,8 @@ pub struct ProduceLoop {
 
 impl ProduceLoop {
     /// `overrides` win over the defaults (`acks=all`, `enable.idempotence=true`,
-    /// `message.timeout.ms=30000`, `request.timeout.ms=5000`, `linger.ms=5`).
+    /// `message.timeout.ms=30000`, `request.timeout.ms=5000`, `socket.timeout.ms=5000`,
+    /// `linger.ms=5`).
     pub fn start(
         bootstrap: &str,
         topic: &str,
@@ -1158,6 +1159,9 @@ impl ProduceLoop {
             .set("enable.idempotence", "true")
             .set("message.timeout.ms", "30000")
             .set("request.timeout.ms", "5000")
+            // The client-side deadline of a request (else min(60 s, message timeout)): a
+            // request in flight to a node that was cut off must fail over within seconds.
+            .set("socket.timeout.ms", "5000")
             .set("retry.backoff.ms", "50")
             .set("linger.ms", "5");
         for (key, value) in overrides {
@@ -1339,11 +1343,23 @@ pub fn verify_acked_exactly_once(
             Some(_) => {}
         }
     }
+    let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, reason) in &report.failed {
+        *reasons.entry(reason.as_str()).or_default() += 1;
+    }
+    let failed_stored = report
+        .failed
+        .iter()
+        .filter(|(value, _)| stored.contains_key(value))
+        .count();
     eprintln!(
-        "verify({topic}, {tag}): sent {}, acknowledged {}, failed {}, unresolved {}, stored {}",
+        "verify({topic}, {tag}): sent {}, acknowledged {}, failed {} ({failed_stored} of them \
+         stored anyway; from {:?} to {:?}; reasons {reasons:?}), unresolved {}, stored {}",
         report.sent,
         report.acked.len(),
         report.failed.len(),
+        report.failed.iter().map(|f| &f.0).min(),
+        report.failed.iter().map(|f| &f.0).max(),
         report.unresolved,
         stored.len()
     );
