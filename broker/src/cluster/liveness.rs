@@ -3,8 +3,8 @@
 //! from for `session_timeout_ms` and unfences one that heartbeats again.
 //!
 //! The controller's "last heard" times live only in its memory. A new controller starts
-//! every broker's clock at the moment it took over, so a broker that died together with
-//! the old controller is fenced one session timeout after the election.
+//! every broker's clock half a session before it took over, so a broker that died together
+//! with the old controller is fenced half a session timeout after the election.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -154,7 +154,11 @@ pub async fn fence_silent(
             if b.fenced {
                 continue;
             }
-            let last = heartbeats.last(*id).map_or(since, |t| t.max(since));
+            // A broker not heard from since this controller took over gets half a session:
+            // live brokers heartbeat every interval and find the new leader within one,
+            // and a broker that died with the old controller is fenced a second sooner.
+            let baseline = since.checked_sub(session / 2).unwrap_or(since);
+            let last = heartbeats.last(*id).map_or(baseline, |t| t.max(baseline));
             if last.elapsed() > session {
                 tracing::warn!(
                     broker = id,
