@@ -19,8 +19,10 @@ cd "$(dirname "$0")/.."
 # ca-certificates is the system trust store deploy/examples/truck-gps.toml's uplink relies on;
 # libssl-dev is OpenSSL's headers and pkg-config file for openssl-sys: the tests crate builds
 # librdkafka with the rdkafka crate's `ssl` feature (linked to the system OpenSSL, not
-# vendored) for the SSL, SASL_SSL and SCRAM tests and runnel-bench's security scenario.
-packages=(kcat build-essential pkg-config zlib1g-dev libssl-dev python3 python3-venv perl mosquitto openssl socat ca-certificates
+# vendored) for the SSL, SASL_SSL and SCRAM tests and runnel-bench's security scenario;
+# iproute2 (`ip netns`, veth pairs, a bridge) puts each node of tests/tests/cluster*.rs in a
+# network namespace of its own, so a node can be cut off instead of only killed.
+packages=(iproute2 kcat build-essential pkg-config zlib1g-dev libssl-dev python3 python3-venv perl mosquitto openssl socat ca-certificates
     gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
     qemu-user systemd file)
 
