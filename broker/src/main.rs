@@ -40,8 +40,16 @@ fn main() -> ExitCode {
         };
     }
     if args.check_config {
+        let cluster = match &config.cluster {
+            Some(c) => format!(
+                ", node {} of a cluster of {} voter(s)",
+                config.server.node_id,
+                c.voters.len()
+            ),
+            None => String::new(),
+        };
         println!(
-            "runnel: configuration OK ({} bridge(s), {} uplink(s))",
+            "runnel: configuration OK ({} bridge(s), {} uplink(s){cluster})",
             config.bridge.len(),
             config.uplink.len()
         );

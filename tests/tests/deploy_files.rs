@@ -1,7 +1,8 @@
 //! The files of `deploy/` that the `.deb` installs, checked with the tools that will read them:
 //! - the systemd units pass `systemd-analyze verify` without a word, and start the binaries
 //!   where the package puts them (`/usr/bin`);
-//! - the packaged broker config and the truck example pass `runnel --check-config`;
+//! - the packaged broker config, the truck example and the cluster example pass
+//!   `runnel --check-config`;
 //! - the standalone bridge config holds only `[[bridge]]` tables, passes the same validation in
 //!   `runnel --check-config`, and `runnel-bridge` started on it with the unit's flags gets past
 //!   its config to connecting (where it fails: nothing listens);
@@ -176,6 +177,16 @@ fn given_the_truck_example_when_checked_should_be_accepted_with_its_bridge_and_u
     ensure!(
         output.contains("(1 bridge(s), 1 uplink(s))"),
         "the example's [[bridge]] and [[uplink]] were not seen:\n{output}"
+    );
+    Ok(())
+}
+
+#[test]
+fn given_the_cluster_example_when_checked_should_be_accepted() -> Result<()> {
+    let output = check_config(&deploy("examples/cluster-node-1.toml"))?;
+    ensure!(
+        output.contains("node 1 of a cluster of 3 voter(s)"),
+        "the example's [cluster] table was not seen:\n{output}"
     );
     Ok(())
 }
