@@ -1,10 +1,13 @@
 //! What the GUI tests and the frame bench (`benches/frames.rs`, which includes this file) share:
 //! the real [`AdminApp`] in an `egui_kittest` harness, connected on the Connections screen as a
 //! user would, waiting for the background worker's answers by stepping the UI, and records
-//! produced with a real Kafka client (rdkafka).
+//! produced with a real Kafka client (rdkafka); [`cluster`] starts several real `runnel`
+//! processes as one cluster.
 
 // Each test target uses a part of this.
 #![allow(dead_code)]
+
+pub mod cluster;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
