@@ -1,4 +1,4 @@
-//! Scenario 3: produce latency at a fixed rate — acks=all, no linger, and each record timed
+//! Scenario 3: produce latency at a fixed rate — acks=all (or the spec's acks), no linger, and each record timed
 //! from `send` to its delivery report.
 //!
 //! Sends follow a fixed schedule (record `i` is due at `start + i / rate`) rather than a sleep
@@ -24,6 +24,7 @@ use super::stats::percentile;
 pub struct LatencySpec<'a> {
     pub client: &'a ClientSettings,
     pub topic: &'a str,
+    pub acks: Acks,
     pub rate: u64,
     pub duration: Duration,
     pub record_size: usize,
@@ -43,7 +44,7 @@ pub fn run(spec: &LatencySpec<'_>, deadline: &Deadline) -> anyhow::Result<Latenc
     let topic = spec.topic;
     let records = (spec.rate as u128 * spec.duration.as_millis() / 1000) as u64;
     let capacity = usize::try_from(records).context("too many records for this machine")?;
-    let producer: Producer = delivery::producer_config(spec.client, Acks::All, 0, deadline)
+    let producer: Producer = delivery::producer_config(spec.client, spec.acks, 0, deadline)
         .create_with_context(DeliveryTracker::new(Some(capacity)))
         .context("creating the producer")?;
     wait_for_topic(producer.client(), topic, deadline)?;

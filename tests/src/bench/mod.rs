@@ -8,7 +8,9 @@
 //! measures how fast the edge drains a backlog upstream, and its memory meanwhile (see
 //! [`uplink`]); the opt-in `security` scenario starts a broker with a PLAINTEXT and a
 //! SASL_SSL listener per run and compares throughput and handshake time over both (see
-//! [`security`]). Invariants:
+//! [`security`]); the opt-in `cluster` scenario starts a single broker and then a three-node
+//! cluster per run and compares acks=1 and acks=all throughput and latency, and times the
+//! failover after a kill -9 of a partition leader (see [`cluster`]). Invariants:
 //! - every scenario runs under its own [`deadline::Deadline`] and fails with a message when it
 //!   is exceeded, never hangs;
 //! - every scenario writes to a topic of its own, so runs against a shared broker stay
@@ -19,6 +21,7 @@
 mod bridge;
 mod broker;
 mod client;
+mod cluster;
 mod consume;
 mod deadline;
 mod delivery;
@@ -62,6 +65,10 @@ pub enum Scenario {
     /// versus PLAINTEXT, on one broker of its own with both listeners (not in the default
     /// set).
     Security,
+    /// Single-node acks=1 versus three-node acks=all throughput and latency, and the
+    /// failover time after a kill -9 of a partition leader, with no acknowledged record lost
+    /// (starts its own broker and three-node cluster; not in the default set).
+    Cluster,
 }
 
 impl Scenario {
@@ -105,12 +112,15 @@ impl Config {
         self.scenarios.contains(&scenario)
     }
 
-    /// Whether a scenario needs the run's own broker (bridge, uplink and security start
-    /// their own).
+    /// Whether a scenario needs the run's own broker (bridge, uplink, security and cluster
+    /// start their own).
     fn wants_broker(&self) -> bool {
-        self.scenarios
-            .iter()
-            .any(|s| !matches!(s, Scenario::Bridge | Scenario::Uplink | Scenario::Security))
+        self.scenarios.iter().any(|s| {
+            !matches!(
+                s,
+                Scenario::Bridge | Scenario::Uplink | Scenario::Security | Scenario::Cluster
+            )
+        })
     }
 
     /// The configuration as recorded in the JSON report.
@@ -141,6 +151,9 @@ impl Config {
             "uplink_drain_end": "central high watermarks",
             "security_sasl_mechanism": "SCRAM-SHA-512",
             "security_handshake": "fresh client to first Metadata response, median of 20",
+            "cluster_nodes": 3,
+            "cluster_failover_rounds": cluster::ROUNDS,
+            "cluster_failover_interval_ms": cluster::INTERVAL.as_millis() as u64,
             "cpus": std::thread::available_parallelism().map(usize::from).unwrap_or(0),
             "unix_time": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         })

@@ -9,6 +9,7 @@ use anyhow::Context;
 use super::bridge::{self, Kafka};
 use super::broker::{Broker, Memory};
 use super::client::ClientSettings;
+use super::cluster;
 use super::consume::{self, ConsumeSpec};
 use super::deadline::Deadline;
 use super::delivery::Acks;
@@ -86,6 +87,9 @@ impl<'a> Run<'a> {
         if config.wants(Scenario::Security) {
             self.security()?;
         }
+        if config.wants(Scenario::Cluster) {
+            self.cluster()?;
+        }
         Ok(self.metrics)
     }
 
@@ -125,6 +129,28 @@ impl<'a> Run<'a> {
             timeout: self.config.scenario_timeout,
         };
         let metrics = security::run(&case).context("security scenario")?;
+        self.metrics.extend(metrics);
+        Ok(())
+    }
+
+    /// Starts its own single broker, then its own three-node cluster.
+    fn cluster(&mut self) -> anyhow::Result<()> {
+        let Target::Spawn(broker) = &self.config.target else {
+            eprintln!("cluster: skipped (with --bootstrap there is no broker binary to start)");
+            return Ok(());
+        };
+        let case = cluster::Case {
+            broker,
+            client_overrides: &self.config.client_overrides,
+            topic_prefix: &self.topic_prefix,
+            records: self.config.records,
+            record_size: self.config.record_size,
+            partitions: self.config.partitions,
+            rate: self.config.rate,
+            latency_duration: self.config.latency_duration,
+            timeout: self.config.scenario_timeout,
+        };
+        let metrics = cluster::run(&case).context("cluster scenario")?;
         self.metrics.extend(metrics);
         Ok(())
     }
@@ -191,6 +217,7 @@ impl<'a> Run<'a> {
         let spec = LatencySpec {
             client: &self.client,
             topic: &topic,
+            acks: Acks::All,
             rate: self.config.rate,
             duration: self.config.latency_duration,
             record_size: self.config.record_size,

@@ -2,8 +2,10 @@
 //! measured with librdkafka, (`--scenarios bridge`) MQTT → topic throughput of the MQTT
 //! bridge, and (`--scenarios uplink`) the drain rate of an edge broker's uplink backlog to a
 //! central broker with the edge's RSS meanwhile, and (`--scenarios security`) produce/consume
-//! throughput and handshake time over SASL_SSL (SCRAM-SHA-512) versus PLAINTEXT. This file only parses flags; the benchmark
-//! lives in `src/bench/`.
+//! throughput and handshake time over SASL_SSL (SCRAM-SHA-512) versus PLAINTEXT, and
+//! (`--scenarios cluster`) single-node versus three-node replicated throughput and latency and
+//! the failover time after a kill -9 of a partition leader. This file only parses flags; the
+//! benchmark lives in `src/bench/`.
 //!
 //! ```text
 //! cargo build --release -p runnel-broker
@@ -13,6 +15,7 @@
 //! cargo build --release -p runnel-broker -p runnel-tests
 //! target/release/runnel-bench --scenarios uplink --runs 3 --partitions 3
 //! target/release/runnel-bench --scenarios security --runs 3
+//! target/release/runnel-bench --scenarios cluster --runs 3
 //! ```
 
 // The bench is private to this binary: the crate's library is the integration-test harness.
@@ -52,7 +55,10 @@ struct Args {
     /// `--record-size` bytes in `--partitions` partitions to the edge while the central is
     /// down, then times the drain once the central starts; `security` is opt-in: it starts a
     /// broker with a PLAINTEXT and a SASL_SSL listener and a SCRAM user per run (needs
-    /// openssl for the test PKI) and measures both].
+    /// openssl for the test PKI) and measures both; `cluster` is opt-in: per run a single
+    /// broker (acks=1 throughput and latency), then three clustered brokers on 127.0.0.1
+    /// (replication factor 3, min.insync.replicas 2: acks=all throughput and latency, and 3
+    /// kill -9 failovers of a partition leader under an idempotent producer)].
     #[arg(long, value_enum, value_delimiter = ',')]
     scenarios: Vec<Scenario>,
     /// Records per throughput scenario.
