@@ -219,6 +219,24 @@ impl Quorum {
         self.leader() == Some(self.inner.id)
     }
 
+    /// On the leader: how long ago a quorum last acknowledged it (`None` on followers). A
+    /// leader cut off from the other voters sees this grow while it still calls itself leader.
+    pub fn millis_since_quorum_ack(&self) -> Option<u64> {
+        let metrics = self.inner.raft.metrics();
+        let m = metrics.borrow();
+        if m.current_leader == Some(self.inner.id) {
+            // A lone voter is its own quorum; openraft reports no acknowledgement for it.
+            let alone = m.membership_config.membership().voter_ids().count() <= 1;
+            if alone {
+                Some(0)
+            } else {
+                m.millis_since_quorum_ack
+            }
+        } else {
+            None
+        }
+    }
+
     /// This node's id.
     pub fn id(&self) -> u64 {
         self.inner.id

@@ -2,9 +2,10 @@
 //! and then heartbeats to the controller; the controller fences a broker it has not heard
 //! from for `session_timeout_ms` and unfences one that heartbeats again.
 //!
-//! The controller's "last heard" times live only in its memory. A new controller starts
-//! every broker's clock half a session before it took over, so a broker that died together
-//! with the old controller is fenced half a session timeout after the election.
+//! The controller's "last heard" times live only in its memory. A new controller gives
+//! every broker half a session to heartbeat, and the previous controller (which lost the
+//! quorum's votes: dead or cut off) two heartbeat intervals, so a broker that died with the
+//! old controller is fenced half a second after the election.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -24,7 +25,13 @@ pub enum AppRequest {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum AppReply {
-    Heartbeat { accepted: bool },
+    /// `accepted`: this incarnation is registered and not fenced (otherwise register
+    /// again). `quorum`: the controller still hears from a quorum of voters, so its view of
+    /// leadership is current.
+    Heartbeat {
+        accepted: bool,
+        quorum: bool,
+    },
     NotController,
     Error(String),
 }
@@ -63,7 +70,12 @@ pub fn answer(cluster: &Cluster, heartbeats: &Heartbeats, bytes: &[u8]) -> Vec<u
                     .brokers
                     .get(&id)
                     .is_some_and(|b| b.incarnation == incarnation && !b.fenced);
-                AppReply::Heartbeat { accepted }
+                let session = cluster.config.session_timeout_ms;
+                let quorum = cluster
+                    .quorum()
+                    .millis_since_quorum_ack()
+                    .is_some_and(|ms| ms < session / 2);
+                AppReply::Heartbeat { accepted, quorum }
             } else {
                 AppReply::NotController
             }
@@ -80,7 +92,7 @@ pub async fn heartbeat(
     endpoints: Vec<(String, Endpoint)>,
     shutdown: CancellationToken,
 ) {
-    let incarnation = uuid::Uuid::new_v4().to_string();
+    let incarnation = cluster.incarnation.clone();
     let interval = Duration::from_millis(cluster.config.heartbeat_interval_ms);
     let register = Command::RegisterBroker {
         id: cluster.node_id,
@@ -110,10 +122,19 @@ pub async fn heartbeat(
                 .await
                 .ok()
                 .and_then(|b| serde_json::from_slice::<AppReply>(&b).ok());
-            if let Some(AppReply::Heartbeat { accepted: false }) = reply {
-                tracing::warn!("the controller fenced this broker; registering again");
-                registered = false;
-                continue;
+            match reply {
+                Some(AppReply::Heartbeat {
+                    accepted: false, ..
+                }) => {
+                    tracing::warn!("the controller fenced this broker; registering again");
+                    registered = false;
+                    continue;
+                }
+                Some(AppReply::Heartbeat {
+                    accepted: true,
+                    quorum: true,
+                }) => cluster.heard_from_controller(),
+                _ => {}
             }
         }
         tokio::select! {
@@ -132,7 +153,10 @@ pub async fn fence_silent(
     let session = Duration::from_millis(cluster.config.session_timeout_ms);
     let tick = Duration::from_millis(cluster.config.heartbeat_interval_ms / 2)
         .max(Duration::from_millis(50));
+    let interval = Duration::from_millis(cluster.config.heartbeat_interval_ms);
     let mut leading_since: Option<Instant> = None;
+    // The last controller this node knew other than itself.
+    let mut previous: Option<i32> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -140,13 +164,13 @@ pub async fn fence_silent(
         }
         if !cluster.is_controller() {
             leading_since = None;
+            if let Some(c) = cluster.controller() {
+                previous = Some(c);
+            }
             continue;
         }
         let since = *leading_since.get_or_insert_with(|| {
-            tracing::info!(
-                node_id = cluster.node_id,
-                "this node is the active controller"
-            );
+            tracing::info!(node_id = cluster.node_id, previous_controller = ?previous, "this node is the active controller");
             Instant::now()
         });
         let state = cluster.state();
@@ -155,9 +179,17 @@ pub async fn fence_silent(
                 continue;
             }
             // A broker not heard from since this controller took over gets half a session:
-            // live brokers heartbeat every interval and find the new leader within one,
-            // and a broker that died with the old controller is fenced a second sooner.
-            let baseline = since.checked_sub(session / 2).unwrap_or(since);
+            // live brokers heartbeat every interval and find the new leader within one.
+            // The previous controller lost a quorum's votes, so it is dead or cut off: it
+            // gets two heartbeat intervals, and its leaderships move a second sooner.
+            let grace = if previous == Some(*id) {
+                (2 * interval).min(session)
+            } else {
+                session / 2
+            };
+            let baseline = since
+                .checked_sub(session.saturating_sub(grace))
+                .unwrap_or(since);
             let last = heartbeats.last(*id).map_or(baseline, |t| t.max(baseline));
             if last.elapsed() > session {
                 tracing::warn!(

@@ -45,6 +45,10 @@ pub struct Cluster {
     quorum: runnel_quorum::Quorum,
     state: watch::Receiver<Arc<ClusterState>>,
     pub replicas: Arc<ReplicaManager>,
+    /// This process's registration id (a restart registers a new one).
+    pub incarnation: String,
+    /// When a controller that hears from a quorum last accepted our heartbeat.
+    last_heard: std::sync::Mutex<std::time::Instant>,
 }
 
 impl Cluster {
@@ -61,7 +65,32 @@ impl Cluster {
             quorum,
             state,
             replicas: Arc::new(ReplicaManager::new(node_id, lag)),
+            incarnation: uuid::Uuid::new_v4().to_string(),
+            last_heard: std::sync::Mutex::new(std::time::Instant::now()),
         }
+    }
+
+    pub(crate) fn heard_from_controller(&self) {
+        *self.last_heard.lock().unwrap_or_else(|p| p.into_inner()) = std::time::Instant::now();
+    }
+
+    /// Whether this node may act on the leaderships its state gives it: its own registration
+    /// is applied locally (so a restarted node does not act on the state it saved before),
+    /// it is not fenced, and a controller backed by a quorum accepted its heartbeat within
+    /// the session timeout (so a node cut off from the others stops answering as leader and
+    /// clients go and find the new one).
+    pub fn serving(&self) -> bool {
+        let state = self.state();
+        let registered = state
+            .brokers
+            .get(&self.node_id)
+            .is_some_and(|b| b.incarnation == self.incarnation && !b.fenced);
+        let heard = self
+            .last_heard
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed();
+        registered && heard < Duration::from_millis(self.config.session_timeout_ms)
     }
 
     /// The metadata as of the last entry applied on this node.
@@ -229,9 +258,12 @@ pub async fn start(
             .unwrap_or_else(|| config.listen.to_string()),
         voters,
         dir: dir.join("quorum"),
-        heartbeat_ms: 150,
-        election_timeout_min_ms: 600,
-        election_timeout_max_ms: 1200,
+        // openraft's leader lease equals the maximum election timeout: a new controller
+        // comes at most lease + timeout after the old one died, ~1.5 s here (the 5 s
+        // failover budget also holds the session timeout and the clients' refresh).
+        heartbeat_ms: 100,
+        election_timeout_min_ms: 500,
+        election_timeout_max_ms: 1000,
         snapshot_every_logs: 5000,
     };
     let quorum = runnel_quorum::Quorum::start(quorum_config, machine, app, shutdown)

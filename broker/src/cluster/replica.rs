@@ -82,6 +82,11 @@ impl Replica {
         self.lock().isr.len()
     }
 
+    /// The replication factor (replicas being removed by a reassignment included).
+    pub fn replica_count(&self) -> usize {
+        self.lock().replicas.len()
+    }
+
     /// Recomputes a leader's high watermark; true if it moved.
     fn advance(&self, inner: &Inner, me: i32) -> bool {
         if inner.role != Role::Leader {

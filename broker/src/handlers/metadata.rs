@@ -172,7 +172,10 @@ fn by_id(ctx: &Ctx, session: &Session, id: uuid::Uuid) -> MetadataResponseTopic 
 
 fn describe(ctx: &Ctx, topic: &Topic) -> MetadataResponseTopic {
     if let Some(cluster) = &ctx.cluster {
-        return describe_replicated(&cluster.state(), topic);
+        // A node that is not serving (cut off, or just restarted) does not name itself
+        // leader: clients then ask another broker instead of retrying here.
+        let me = (!cluster.serving()).then_some(cluster.node_id);
+        return describe_replicated(&cluster.state(), topic, me);
     }
     let node = BrokerId(ctx.node_id);
     let partitions = (0..topic.partitions.len() as i32)
@@ -194,6 +197,7 @@ fn describe(ctx: &Ctx, topic: &Topic) -> MetadataResponseTopic {
 fn describe_replicated(
     state: &crate::cluster::ClusterState,
     topic: &Topic,
+    not_serving: Option<i32>,
 ) -> MetadataResponseTopic {
     let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
     let partitions = (0..topic.partitions.len() as i32)
@@ -201,8 +205,13 @@ fn describe_replicated(
             let r = MetadataResponsePartition::default().with_partition_index(p);
             match state.partition(topic.name(), p) {
                 Some(info) => {
+                    let leader = if Some(info.leader) == not_serving {
+                        -1
+                    } else {
+                        info.leader
+                    };
                     let r = r
-                        .with_leader_id(BrokerId(info.leader))
+                        .with_leader_id(BrokerId(leader))
                         .with_leader_epoch(info.leader_epoch)
                         .with_replica_nodes(ids(&info.replicas))
                         .with_isr_nodes(ids(&info.isr))
@@ -212,7 +221,7 @@ fn describe_replicated(
                             .copied()
                             .filter(|b| state.brokers.get(b).is_none_or(|b| b.fenced))
                             .collect::<Vec<_>>()));
-                    if info.leader < 0 {
+                    if leader < 0 {
                         r.with_error_code(ResponseError::LeaderNotAvailable.code())
                     } else {
                         r

@@ -97,7 +97,7 @@ pub(crate) fn leadership(
         return Ok(None);
     };
     match cluster.replicas.get(part.id) {
-        Some(r) if r.role().0 == crate::cluster::Role::Leader => Ok(Some(r)),
+        Some(r) if r.role().0 == crate::cluster::Role::Leader && cluster.serving() => Ok(Some(r)),
         _ => Err(kafka_protocol::ResponseError::NotLeaderOrFollower),
     }
 }

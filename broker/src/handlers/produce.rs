@@ -127,7 +127,11 @@ fn lead(
         return Ok((item, None));
     };
     item.leader_epoch = replica.role().1;
-    let min_isr = topic.map_or(1, |t| t.config.min_insync_replicas);
+    // Capped at the replication factor, so a topic with fewer replicas than the cluster's
+    // default min.insync.replicas (e.g. replication factor 1) stays writable.
+    let min_isr = topic
+        .map_or(1, |t| t.config.min_insync_replicas)
+        .min(replica.replica_count() as i32);
     if acks == -1 && (replica.isr_len() as i32) < min_isr {
         return Err(ApiError::new(
             ResponseError::NotEnoughReplicas,
