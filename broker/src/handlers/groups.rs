@@ -48,7 +48,8 @@ const GROUP_AUTH: ResponseError = ResponseError::GroupAuthorizationFailed;
 pub(crate) fn not_coordinator(ctx: &Ctx, group: &str) -> Option<ResponseError> {
     let cluster = ctx.cluster.as_ref()?;
     match cluster.coordinator(group) {
-        Some(id) if id == cluster.node_id => None,
+        Some(id) if id == cluster.node_id && cluster.serving() => None,
+        Some(id) if id == cluster.node_id => Some(ResponseError::CoordinatorNotAvailable),
         Some(_) => Some(ResponseError::NotCoordinator),
         None => Some(ResponseError::CoordinatorNotAvailable),
     }

@@ -86,10 +86,12 @@ pub async fn handle(
         ),
         Some(cluster) => {
             let state = cluster.state();
+            // A node that is not serving leaves itself out, so clients ask the others.
+            let me_out = (!cluster.serving()).then_some(cluster.node_id);
             let brokers = state
                 .brokers
                 .iter()
-                .filter(|(_, b)| !b.fenced)
+                .filter(|(id, b)| !b.fenced && Some(**id) != me_out)
                 .filter_map(|(id, b)| {
                     let ep = b.endpoint(&session.listener)?;
                     Some(

@@ -176,7 +176,13 @@ async fn replicated(
             };
             let end = a.base_offset + i64::from(*count);
             let (role, epoch) = r.role();
-            if role != crate::cluster::Role::Leader || Some(epoch) != epochs[i] {
+            // A leader that stopped serving (cut off from the controller) answers at once:
+            // the producer retries at the new leader instead of holding its in-flight
+            // batches (and its idempotent sequence) here until the request times out.
+            if role != crate::cluster::Role::Leader
+                || Some(epoch) != epochs[i]
+                || !cluster.serving()
+            {
                 results[i] = Err(StoreError::NotLeader);
             } else if r.high_watermark() < end {
                 waiting = true;
@@ -198,10 +204,15 @@ async fn replicated(
         tokio::select! {
             _ = changes.changed() => {}
             _ = tokio::time::sleep_until(deadline) => {}
+            // `serving` lapses without a state change: look again now and then.
+            _ = tokio::time::sleep(SERVING_RECHECK) => {}
             _ = shutdown.cancelled() => {}
         }
     }
 }
+
+/// How often an acks=all wait re-checks that this node still serves as leader.
+const SERVING_RECHECK: Duration = Duration::from_millis(200);
 
 type Plan = Vec<(kafka_protocol::messages::TopicName, Vec<(i32, Slot)>)>;
 
