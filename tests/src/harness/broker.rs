@@ -377,7 +377,7 @@ impl Drop for Broker {
             self.log_path.display(),
             self.log_tail(LOG_TAIL_LINES)
         );
-        if thread::panicking() {
+        if thread::panicking() || std::env::var_os("RUNNEL_KEEP_LOGS").is_some() {
             self.log_dir.disable_cleanup(true);
             let _ = writeln!(report, "(log kept at {})", self.log_path.display());
         }
