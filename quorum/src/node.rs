@@ -219,22 +219,18 @@ impl Quorum {
         self.leader() == Some(self.inner.id)
     }
 
-    /// On the leader: how long ago a quorum last acknowledged it (`None` on followers). A
-    /// leader cut off from the other voters sees this grow while it still calls itself leader.
-    pub fn millis_since_quorum_ack(&self) -> Option<u64> {
-        let metrics = self.inner.raft.metrics();
-        let m = metrics.borrow();
-        if m.current_leader == Some(self.inner.id) {
-            // A lone voter is its own quorum; openraft reports no acknowledgement for it.
-            let alone = m.membership_config.membership().voter_ids().count() <= 1;
-            if alone {
-                Some(0)
-            } else {
-                m.millis_since_quorum_ack
-            }
-        } else {
-            None
+    /// On the leader: confirms with a round trip to a quorum of voters that it still leads
+    /// (Raft's read-index check). False on followers, on a leader cut off from the other
+    /// voters, or when `timeout` passes. (openraft's `millis_since_quorum_ack` metric is only
+    /// as fresh as the last metrics report, which an idle cluster does not make.)
+    pub async fn confirm_leadership(&self, timeout: Duration) -> bool {
+        if !self.is_leader() {
+            return false;
         }
+        matches!(
+            tokio::time::timeout(timeout, self.inner.raft.get_read_log_id()).await,
+            Ok(Ok(_))
+        )
     }
 
     /// This node's id.

@@ -70,11 +70,9 @@ pub fn answer(cluster: &Cluster, heartbeats: &Heartbeats, bytes: &[u8]) -> Vec<u
                     .brokers
                     .get(&id)
                     .is_some_and(|b| b.incarnation == incarnation && !b.fenced);
-                let session = cluster.config.session_timeout_ms;
-                let quorum = cluster
-                    .quorum()
-                    .millis_since_quorum_ack()
-                    .is_some_and(|ms| ms < session / 2);
+                let quorum = cluster.quorum_confirmed_within(Duration::from_millis(
+                    cluster.config.session_timeout_ms / 2,
+                ));
                 AppReply::Heartbeat { accepted, quorum }
             } else {
                 AppReply::NotController
@@ -140,6 +138,21 @@ pub async fn heartbeat(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// The controller side: while this node leads the quorum, confirms every heartbeat interval
+/// that a quorum of voters still follows it (what heartbeat answers report as `quorum`).
+pub async fn confirm_quorum(cluster: Arc<Cluster>, shutdown: CancellationToken) {
+    let interval = Duration::from_millis(cluster.config.heartbeat_interval_ms);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
+        if cluster.is_controller() && cluster.quorum().confirm_leadership(interval * 2).await {
+            cluster.quorum_confirmed();
         }
     }
 }

@@ -49,6 +49,8 @@ pub struct Cluster {
     pub incarnation: String,
     /// When a controller that hears from a quorum last accepted our heartbeat.
     last_heard: std::sync::Mutex<std::time::Instant>,
+    /// On the controller: when a quorum of voters last confirmed its leadership.
+    quorum_confirmed_at: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl Cluster {
@@ -67,7 +69,23 @@ impl Cluster {
             replicas: Arc::new(ReplicaManager::new(node_id, lag)),
             incarnation: uuid::Uuid::new_v4().to_string(),
             last_heard: std::sync::Mutex::new(std::time::Instant::now()),
+            quorum_confirmed_at: std::sync::Mutex::new(None),
         }
+    }
+
+    pub(crate) fn quorum_confirmed(&self) {
+        *self
+            .quorum_confirmed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(std::time::Instant::now());
+    }
+
+    /// On the controller: whether a quorum confirmed its leadership within `within`.
+    pub(crate) fn quorum_confirmed_within(&self, within: Duration) -> bool {
+        self.quorum_confirmed_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|t| t.elapsed() < within)
     }
 
     pub(crate) fn heard_from_controller(&self) {
@@ -299,6 +317,7 @@ pub fn spawn_tasks(
         heartbeats,
         stop.clone(),
     ));
+    tracker.spawn(liveness::confirm_quorum(cluster.clone(), stop.clone()));
     tracker.spawn(maintain_isr(cluster.clone(), stop));
 }
 
