@@ -259,7 +259,7 @@ async fn one(
             return Ok(true);
         }
         Some(other) => {
-            tracing::debug!(topic = %r.topic, partition = r.index, error = ?other, "leader refused the replica fetch");
+            tracing::info!(topic = %r.topic, partition = r.index, error = ?other, "leader refused the replica fetch");
             return Ok(false);
         }
     }

@@ -98,6 +98,7 @@ pub async fn heartbeat(
         incarnation: incarnation.clone(),
     };
     let mut registered = false;
+    let mut was_serving = false;
     let request = serde_json::to_vec(&AppRequest::Heartbeat {
         id: cluster.node_id,
         incarnation,
@@ -134,6 +135,17 @@ pub async fn heartbeat(
                 }) => cluster.heard_from_controller(),
                 _ => {}
             }
+        }
+        let serving = cluster.serving();
+        if serving != was_serving {
+            if serving {
+                tracing::info!("serving: registered, and the controller has a quorum");
+            } else {
+                tracing::warn!(
+                    "not serving: no heartbeat accepted by a controller with a quorum; answering NOT_LEADER_OR_FOLLOWER"
+                );
+            }
+            was_serving = serving;
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,

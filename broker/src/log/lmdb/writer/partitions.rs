@@ -48,6 +48,7 @@ impl Writer {
                     }));
                 }
                 Verdict::OutOfOrder { expected, got } => {
+                    tracing::warn!(partition = %id, producer_id = producer.producer_id, expected, got, "out of order sequence refused");
                     return Ok(Err(StoreError::OutOfOrderSequence { expected, got }));
                 }
                 Verdict::Fenced { current, got } => {
