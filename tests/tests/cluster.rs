@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureRecord;
 use rdkafka::{Offset, TopicPartitionList};
@@ -21,27 +20,12 @@ use runnel_tests::groups;
 use runnel_tests::harness::cluster::{Cluster, ProduceLoop, SETTLE, verify_acked_exactly_once};
 use runnel_tests::wait_until;
 
-/// Creates `topic` with replication factor 3 through the admin API and waits for a full ISR.
-async fn create_replicated(cluster: &mut Cluster, topic: &str, partitions: i32) -> Result<()> {
-    let admin = clients::admin(&cluster.bootstrap())?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(3));
-    let results = admin
-        .create_topics([&new], &clients::admin_options())
-        .await
-        .with_context(|| format!("CreateTopics {topic}"))?;
-    match results.as_slice() {
-        [Ok(_)] => {}
-        other => bail!("CreateTopics {topic}: {other:?}"),
-    }
-    cluster.wait_for_full_isr_all(topic, partitions)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_three_nodes_when_creating_an_rf3_topic_should_show_three_replicas_in_sync_everywhere()
 -> Result<()> {
     let mut cluster = Cluster::start(3)?;
     let topic = "replicated";
-    create_replicated(&mut cluster, topic, 3).await?;
+    cluster.create_topic(topic, 3, 3)?;
 
     let mut leaders_by_node = BTreeMap::new();
     for id in 1..=3 {
@@ -122,7 +106,7 @@ async fn given_acks_all_producer_when_leader_is_killed_should_keep_every_acked_r
 -> Result<()> {
     let mut cluster = Cluster::start(3)?;
     let topic = "failover";
-    create_replicated(&mut cluster, topic, 1).await?;
+    cluster.create_topic(topic, 1, 3)?;
     let leader = cluster.wait_for_leader(topic, 0)?;
 
     let producer = ProduceLoop::start(&cluster.bootstrap(), topic, 1, "kill", 2000, &[])?;
@@ -163,7 +147,7 @@ async fn given_a_consuming_group_when_coordinator_is_killed_should_resume_from_c
     let topic = "orders";
     let group = "billing";
     let partitions = 3;
-    create_replicated(&mut cluster, topic, partitions).await?;
+    cluster.create_topic(topic, partitions, 3)?;
     produce_batch(&cluster.bootstrap(), topic, partitions, GROUP_RECORDS, "a").await?;
 
     let member = groups::subscribed(&cluster.bootstrap(), group, topic, &[])?;
@@ -367,7 +351,7 @@ async fn given_load_when_every_node_restarts_in_turn_should_lose_nothing() -> Re
     let mut cluster = Cluster::start(3)?;
     let topic = "rolling";
     let partitions = 2;
-    create_replicated(&mut cluster, topic, partitions).await?;
+    cluster.create_topic(topic, partitions, 3)?;
 
     let producer = ProduceLoop::start(&cluster.bootstrap(), topic, partitions, "roll", 1000, &[])?;
     let stop = Arc::new(AtomicBool::new(false));

@@ -8,24 +8,9 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail, ensure};
-use rdkafka::admin::{NewTopic, TopicReplication};
+use anyhow::{Context, Result, ensure};
 use runnel_tests::clients;
 use runnel_tests::harness::cluster::{Cluster, ProduceLoop, SETTLE, verify_acked_exactly_once};
-
-async fn create_replicated(cluster: &mut Cluster, topic: &str, partitions: i32) -> Result<()> {
-    let admin = clients::admin(&cluster.bootstrap())?;
-    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(3));
-    let results = admin
-        .create_topics([&new], &clients::admin_options())
-        .await
-        .with_context(|| format!("CreateTopics {topic}"))?;
-    match results.as_slice() {
-        [Ok(_)] => {}
-        other => bail!("CreateTopics {topic}: {other:?}"),
-    }
-    cluster.wait_for_full_isr_all(topic, partitions)
-}
 
 fn skip(cluster: &Cluster) -> bool {
     match cluster.netns_unavailable() {
@@ -51,7 +36,7 @@ async fn given_leader_isolated_from_peers_when_writing_to_it_should_ack_nothing_
         return Ok(());
     }
     let topic = "isolated";
-    create_replicated(&mut cluster, topic, 1).await?;
+    cluster.create_topic(topic, 1, 3)?;
     let leader = cluster.wait_for_leader(topic, 0)?;
     let producer = ProduceLoop::start(&cluster.bootstrap(), topic, 1, "iso", 1000, &[])?;
     producer.wait_for_acks_beyond(300, SETTLE)?;
@@ -111,7 +96,7 @@ async fn given_leader_cut_off_when_producing_should_fail_over_and_rejoin_without
         return Ok(());
     }
     let topic = "cutoff";
-    create_replicated(&mut cluster, topic, 1).await?;
+    cluster.create_topic(topic, 1, 3)?;
     let leader = cluster.wait_for_leader(topic, 0)?;
     let producer = ProduceLoop::start(&cluster.bootstrap(), topic, 1, "cut", 1000, &[])?;
     producer.wait_for_acks_beyond(300, SETTLE)?;
@@ -200,7 +185,7 @@ async fn soak(seed: u64, duration: Duration, schedule: &mut String) -> Result<()
     }
     let topic = "soak";
     let partitions = 2;
-    create_replicated(&mut cluster, topic, partitions).await?;
+    cluster.create_topic(topic, partitions, 3)?;
     let producer = ProduceLoop::start(&cluster.bootstrap(), topic, partitions, "soak", 800, &[])?;
     producer.wait_for_acks_beyond(200, SETTLE)?;
 

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Result, bail, ensure};
 use kafka_protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
@@ -18,8 +18,6 @@ use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, BrokerId, ListPartitionReassignmentsRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::admin::{NewTopic, TopicReplication};
-use runnel_tests::clients;
 use runnel_tests::harness::cluster::{Cluster, ProduceLoop, SETTLE, verify_acked_exactly_once};
 use runnel_tests::raw::RawConnection;
 use runnel_tests::wait_until;
@@ -93,16 +91,7 @@ fn ongoing(cluster: &mut Cluster, via: usize) -> Result<Vec<(Vec<i32>, Vec<i32>)
 async fn given_a_new_broker_when_a_partition_is_moved_onto_it_under_load_should_lose_nothing()
 -> Result<()> {
     let mut cluster = Cluster::start(3)?;
-    let admin = clients::admin(&cluster.bootstrap())?;
-    let new = NewTopic::new(TOPIC, 1, TopicReplication::Fixed(3));
-    let created = admin
-        .create_topics([&new], &clients::admin_options())
-        .await
-        .context("CreateTopics")?;
-    ensure!(
-        matches!(created.as_slice(), [Ok(_)]),
-        "CreateTopics: {created:?}"
-    );
+    cluster.create_topic(TOPIC, 1, 3)?;
     let before = cluster.wait_for_full_isr(TOPIC, 0)?;
     // The new broker joins after the topic exists, so it holds none of it yet.
     let added = cluster.add_node()?;

@@ -100,7 +100,7 @@ fn three_nodes(case: &Case<'_>, metrics: &mut Vec<Metric>) -> anyhow::Result<Thr
         overrides: case.client_overrides.to_vec(),
     };
     let topic = format!("{}-cluster-acksall", case.topic_prefix);
-    nodes.create_topic(&topic, case.partitions, case.timeout)?;
+    nodes.create_topic(&topic, case.partitions)?;
     let produced = throughput(case, &client, &topic, Acks::All);
     nodes.ensure_running("the cluster's acks=all produce")?;
     let produced = produced?;
@@ -111,7 +111,7 @@ fn three_nodes(case: &Case<'_>, metrics: &mut Vec<Metric>) -> anyhow::Result<Thr
     metrics.extend(produced.metrics("cluster_produce_acksall"));
 
     let topic = format!("{}-cluster-latency", case.topic_prefix);
-    nodes.create_topic(&topic, case.partitions, case.timeout)?;
+    nodes.create_topic(&topic, case.partitions)?;
     let measured = measure_latency(case, &client, &topic, Acks::All);
     nodes.ensure_running("the cluster's acks=all latency")?;
     metrics.extend(latency_metrics("cluster_latency_acksall", &measured?));

@@ -14,9 +14,14 @@
 //!   in both directions, while clients in the root namespace still reach it (so a test can
 //!   show that a stale leader accepts no `acks=all` write); [`Cluster::heal`] removes them.
 //!
-//! Without root, or when `ip netns add` fails (or `RUNNEL_CLUSTER_NETNS=0`), the nodes run on
-//! 127.0.0.1 with reserved free ports instead; [`Cluster::netns_unavailable`] then says why, and
-//! tests that need to cut a node off skip with that reason.
+//! Without root, or when `ip netns add` fails (or `RUNNEL_CLUSTER_NETNS=0`, or
+//! [`ClusterOptions::netns`] is false), the nodes run on 127.0.0.1 with reserved free ports
+//! instead; [`Cluster::netns_unavailable`] then says why, and tests that need to cut a node off
+//! skip with that reason.
+//!
+//! This is the one launcher of local clusters: the integration tests, the benchmark's
+//! `cluster` scenario (its own binary, loopback, broker-default timings) and the admin GUI's
+//! tests all start theirs here, choosing through [`ClusterOptions`].
 //!
 //! Invariants:
 //! - names derive from the test process's pid and a per-process counter (`rb<pid>x<n>` bridge,
@@ -51,6 +56,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::ClientContext;
+use rdkafka::admin::{NewTopic, TopicReplication};
 use rdkafka::message::{Message, ToBytes};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -75,28 +81,60 @@ type Placement = (SocketAddr, SocketAddr, Option<(String, String)>);
 static CLUSTER_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Timings and defaults of the cluster; [`ClusterOptions::default`] suits most tests.
+///
+/// A `None` timing or default leaves its line out of the `[cluster]` table, so the broker's
+/// own default applies.
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
-    pub session_timeout_ms: u64,
-    pub heartbeat_interval_ms: u64,
-    pub replica_lag_time_max_ms: u64,
-    pub min_insync_replicas: i32,
-    pub default_replication_factor: i16,
+    pub session_timeout_ms: Option<u64>,
+    pub heartbeat_interval_ms: Option<u64>,
+    pub replica_lag_time_max_ms: Option<u64>,
+    pub min_insync_replicas: Option<i32>,
+    pub default_replication_factor: Option<i16>,
     /// Extra lines appended to every node's `[cluster]` table.
     pub extra_cluster_toml: String,
     /// Flags for every node (e.g. the short group timings of [`groups::broker_options`]).
     pub flags: Vec<(String, String)>,
+    /// Network namespaces when possible (see the module documentation); false: always
+    /// 127.0.0.1.
+    pub netns: bool,
+    /// The broker binary; `None`: the one [`crate::runnel_bin`] finds.
+    pub binary: Option<PathBuf>,
+    /// How long a node may take to start, or a wait of the cluster's (brokers listed, a
+    /// leader, a full ISR) may take, before it fails.
+    pub settle: Duration,
+}
+
+impl ClusterOptions {
+    /// Nodes on 127.0.0.1 with the broker's own timings and defaults and no extra flags.
+    pub fn broker_defaults() -> Self {
+        ClusterOptions {
+            session_timeout_ms: None,
+            heartbeat_interval_ms: None,
+            replica_lag_time_max_ms: None,
+            min_insync_replicas: None,
+            default_replication_factor: None,
+            extra_cluster_toml: String::new(),
+            flags: Vec::new(),
+            netns: false,
+            binary: None,
+            settle: SETTLE,
+        }
+    }
 }
 
 impl Default for ClusterOptions {
     fn default() -> Self {
         ClusterOptions {
-            session_timeout_ms: 1500,
-            heartbeat_interval_ms: 250,
-            replica_lag_time_max_ms: 3000,
-            min_insync_replicas: 2,
-            default_replication_factor: 3,
+            session_timeout_ms: Some(1500),
+            heartbeat_interval_ms: Some(250),
+            replica_lag_time_max_ms: Some(3000),
+            min_insync_replicas: Some(2),
+            default_replication_factor: Some(3),
             extra_cluster_toml: String::new(),
+            netns: true,
+            binary: None,
+            settle: SETTLE,
             flags: vec![
                 (
                     "--group-initial-rebalance-delay-ms".into(),
@@ -128,6 +166,15 @@ pub struct MetadataView {
     pub controller: i32,
     /// topic → (topic error code, partitions by index).
     pub topics: BTreeMap<String, (i16, BTreeMap<i32, PartitionState>)>,
+}
+
+impl PartitionState {
+    /// A leader, and an ISR equal to the (non-empty) replica set.
+    pub fn full_isr(&self) -> bool {
+        let isr: BTreeSet<_> = self.isr.iter().collect();
+        let replicas: BTreeSet<_> = self.replicas.iter().collect();
+        self.leader >= 0 && !self.replicas.is_empty() && isr == replicas
+    }
 }
 
 impl MetadataView {
@@ -217,13 +264,19 @@ impl Cluster {
     pub fn start_with(voters: usize, options: ClusterOptions) -> Result<Cluster> {
         ensure!((1..=9).contains(&voters), "1 to 9 voters, not {voters}");
         let counter = CLUSTER_COUNTER.fetch_add(1, Ordering::SeqCst);
-        let (net, netns_unavailable) = match Net::create(counter) {
-            Ok(net) => (Some(net), None),
-            Err(error) => {
-                let reason = format!("{error:#}");
-                eprintln!("cluster: network namespaces unavailable ({reason}); using 127.0.0.1");
-                (None, Some(reason))
+        let (net, netns_unavailable) = if options.netns {
+            match Net::create(counter) {
+                Ok(net) => (Some(net), None),
+                Err(error) => {
+                    let reason = format!("{error:#}");
+                    eprintln!(
+                        "cluster: network namespaces unavailable ({reason}); using 127.0.0.1"
+                    );
+                    (None, Some(reason))
+                }
             }
+        } else {
+            (None, Some("ClusterOptions::netns is false".to_owned()))
         };
         let config_dir = tempfile::Builder::new()
             .prefix("runnel-cluster-")
@@ -346,15 +399,28 @@ impl Cluster {
 
     /// Where every node's log is, for failure messages.
     pub fn log_paths(&self) -> String {
+        self.node_logs(None)
+    }
+
+    /// The last `lines` lines of every node's log, for failure messages.
+    pub fn log_tails(&self, lines: usize) -> String {
+        self.node_logs(Some(lines))
+    }
+
+    fn node_logs(&self, tail: Option<usize>) -> String {
         let mut out = String::new();
         for node in &self.nodes {
-            let _ = writeln!(
-                out,
-                "node {} ({}): {}",
-                node.id,
-                node.kafka,
-                node.broker.log_path().display()
-            );
+            let path = node.broker.log_path().display();
+            let _ = match tail {
+                None => writeln!(out, "node {} ({}): {path}", node.id, node.kafka),
+                Some(lines) => writeln!(
+                    out,
+                    "--- node {} ({}), {path} ---\n{}",
+                    node.id,
+                    node.kafka,
+                    node.broker.log_tail(lines)
+                ),
+            };
         }
         out
     }
@@ -531,7 +597,8 @@ impl Cluster {
     ) -> Result<i32> {
         let what = format!("an agreed, healthy leader of {topic}/{partition}");
         let mut last = None;
-        let result = wait_until(&what, SETTLE, || {
+        let settle = self.options.settle;
+        let result = wait_until(&what, settle, || {
             let healthy = self.healthy_ids();
             let state = self.agreed_state(topic, partition)?;
             last.clone_from(&state);
@@ -547,16 +614,51 @@ impl Cluster {
     pub fn wait_for_full_isr(&mut self, topic: &str, partition: i32) -> Result<PartitionState> {
         let what = format!("a full ISR of {topic}/{partition} on every healthy node");
         let mut last = None;
-        let result = wait_until(&what, SETTLE, || {
+        let settle = self.options.settle;
+        let result = wait_until(&what, settle, || {
             let state = self.agreed_state(topic, partition)?;
             last.clone_from(&state);
-            Ok(state.filter(|s| {
-                let isr: BTreeSet<_> = s.isr.iter().collect();
-                let replicas: BTreeSet<_> = s.replicas.iter().collect();
-                !s.replicas.is_empty() && isr == replicas
-            }))
+            Ok(state.filter(PartitionState::full_isr))
         });
         result.with_context(|| format!("last agreed state {last:?}\n{}", self.log_paths()))
+    }
+
+    /// Creates `topic` (CreateTopics through rdkafka's admin client, which finds the
+    /// controller) and waits until every partition has a full ISR on every healthy node.
+    /// Blocks; callable from inside an async test too (the admin client runs on a thread of
+    /// its own).
+    pub fn create_topic(
+        &mut self,
+        topic: &str,
+        partitions: i32,
+        replication_factor: i32,
+    ) -> Result<()> {
+        let bootstrap = self.bootstrap();
+        thread::scope(|scope| {
+            scope
+                .spawn(|| -> Result<()> {
+                    let admin = clients::admin(&bootstrap)?;
+                    let new = NewTopic::new(
+                        topic,
+                        partitions,
+                        TopicReplication::Fixed(replication_factor),
+                    );
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .context("building a runtime for the admin client")?;
+                    let results = runtime
+                        .block_on(admin.create_topics([&new], &clients::admin_options()))
+                        .with_context(|| format!("CreateTopics {topic}"))?;
+                    match results.as_slice() {
+                        [Ok(_)] => Ok(()),
+                        other => bail!("CreateTopics {topic}: {other:?}"),
+                    }
+                })
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("CreateTopics {topic} panicked")))
+        })?;
+        self.wait_for_full_isr_all(topic, partitions)
     }
 
     /// [`Cluster::wait_for_full_isr`] for partitions `0..partitions`.
@@ -693,11 +795,12 @@ impl Cluster {
     fn wait_for_brokers(&mut self, count: usize) -> Result<()> {
         let expected: Vec<i32> = (1..=i32::try_from(count)?).collect();
         let ids = self.healthy_ids();
+        let settle = self.options.settle;
         for id in ids {
             let mut last = None;
             wait_until(
                 &format!("node {id} to list brokers {expected:?}"),
-                SETTLE,
+                settle,
                 || {
                     let view = self.metadata_at(id, &[])?;
                     let ok = view.brokers == expected;
@@ -832,31 +935,54 @@ impl Cluster {
     ) -> Result<Node> {
         let id = i32::try_from(index + 1)?;
         let o = &self.options;
-        let config = format!(
+        let voters = self
+            .voters
+            .iter()
+            .map(|v| format!("\"{v}\""))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut config = format!(
             "[server]\nnode_id = {id}\nlisten = \"{kafka}\"\n\n[cluster]\nlisten = \"{raft}\"\n\
-             voters = [{voters}]\nsession_timeout_ms = {}\nheartbeat_interval_ms = {}\n\
-             replica_lag_time_max_ms = {}\nmin_insync_replicas = {}\n\
-             default_replication_factor = {}\n{}\n",
-            o.session_timeout_ms,
-            o.heartbeat_interval_ms,
-            o.replica_lag_time_max_ms,
-            o.min_insync_replicas,
-            o.default_replication_factor,
-            o.extra_cluster_toml,
-            voters = self
-                .voters
-                .iter()
-                .map(|v| format!("\"{v}\""))
-                .collect::<Vec<_>>()
-                .join(", "),
+             voters = [{voters}]\n"
         );
+        let settings = [
+            (
+                "session_timeout_ms",
+                o.session_timeout_ms.map(|v| v.to_string()),
+            ),
+            (
+                "heartbeat_interval_ms",
+                o.heartbeat_interval_ms.map(|v| v.to_string()),
+            ),
+            (
+                "replica_lag_time_max_ms",
+                o.replica_lag_time_max_ms.map(|v| v.to_string()),
+            ),
+            (
+                "min_insync_replicas",
+                o.min_insync_replicas.map(|v| v.to_string()),
+            ),
+            (
+                "default_replication_factor",
+                o.default_replication_factor.map(|v| v.to_string()),
+            ),
+        ];
+        for (key, value) in settings {
+            if let Some(value) = value {
+                let _ = writeln!(config, "{key} = {value}");
+            }
+        }
+        let _ = writeln!(config, "{}", o.extra_cluster_toml);
         let config_path: PathBuf = self.config_dir.path().join(format!("node{id}.toml"));
         std::fs::write(&config_path, config)
             .with_context(|| format!("writing {}", config_path.display()))?;
         let mut options = BrokerOptions::new()
             .listen(kafka.to_string())
             .flag("--config", config_path.display())
-            .startup_timeout(SETTLE);
+            .startup_timeout(o.settle);
+        if let Some(binary) = &o.binary {
+            options = options.binary(binary);
+        }
         for (flag, value) in &o.flags {
             options = options.flag(flag, value);
         }

@@ -249,7 +249,7 @@ pub fn round(
     topic: &str,
     timeout: Duration,
 ) -> anyhow::Result<Outcome> {
-    nodes.create_topic(topic, 1, timeout)?;
+    nodes.create_topic(topic, 1)?;
     let before = nodes.wait_for(topic, 0, "a full ISR", timeout, |v| v.full_isr())?;
     let old_leader = before.leader;
     let mut producer = Loop::start(client, topic)?;
