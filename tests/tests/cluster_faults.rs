@@ -12,6 +12,14 @@ use anyhow::{Context, Result, ensure};
 use runnel_tests::clients;
 use runnel_tests::harness::cluster::{Cluster, ProduceLoop, SETTLE, verify_acked_exactly_once};
 
+/// The fault tests run one at a time: each runs three brokers whose failure detection works
+/// in fractions of a second, and three clusters at once on a 2-core CI machine starve them
+/// into fencing each other for want of CPU, not for the faults under test.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn skip(cluster: &Cluster) -> bool {
     match cluster.netns_unavailable() {
         Some(reason) => {
@@ -31,6 +39,7 @@ fn skip(cluster: &Cluster) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_leader_isolated_from_peers_when_writing_to_it_should_ack_nothing_and_lose_nothing()
 -> Result<()> {
+    let _serial = one_at_a_time();
     let mut cluster = Cluster::start(3)?;
     if skip(&cluster) {
         return Ok(());
@@ -91,6 +100,7 @@ async fn given_leader_isolated_from_peers_when_writing_to_it_should_ack_nothing_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_leader_cut_off_when_producing_should_fail_over_and_rejoin_without_loss() -> Result<()>
 {
+    let _serial = one_at_a_time();
     let mut cluster = Cluster::start(3)?;
     if skip(&cluster) {
         return Ok(());
@@ -178,6 +188,7 @@ async fn given_random_faults_when_producing_acks_all_should_lose_nothing_and_con
 
 async fn soak(seed: u64, duration: Duration, schedule: &mut String) -> Result<()> {
     let mut rng = Rng(seed);
+    let _serial = one_at_a_time();
     let mut cluster = Cluster::start(3)?;
     let namespaced = cluster.netns_unavailable().is_none();
     if !namespaced {
