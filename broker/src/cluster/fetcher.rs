@@ -99,6 +99,7 @@ async fn follow(
 ) {
     let me = cluster.node_id;
     let mut conn: Option<runnel_client::Connection> = None;
+    let mut refused = HashMap::new();
     tracing::info!(leader, "replica fetcher started");
     while !stop.is_cancelled() {
         let parts = plan.borrow().clone();
@@ -146,7 +147,7 @@ async fn follow(
         };
         match response {
             Ok(resp) => {
-                if !handle(&cluster, &log, &parts, resp).await {
+                if !handle(&cluster, &log, &parts, resp, &mut refused).await {
                     pause(&stop).await;
                 }
             }
@@ -211,11 +212,14 @@ async fn build(
 }
 
 /// Applies one response; false when nothing could be done (pause before the next try).
+/// `refused` holds each partition's last refusal code, so a refusal is logged when it starts
+/// or changes, not on every retry.
 async fn handle(
     cluster: &Cluster,
     log: &Arc<dyn LogStore>,
     parts: &[Arc<Replica>],
     resp: FetchResponse,
+    refused: &mut HashMap<crate::log::PartitionId, i16>,
 ) -> bool {
     let mut progressed = false;
     for t in resp.responses {
@@ -226,6 +230,16 @@ async fn handle(
             else {
                 continue;
             };
+            let code = p.error_code;
+            let refusal = code != 0 && code != ResponseError::OffsetOutOfRange.code();
+            let before = if refusal {
+                refused.insert(r.log.id, code)
+            } else {
+                refused.remove(&r.log.id)
+            };
+            if refusal && before != Some(code) {
+                tracing::info!(topic = %r.topic, partition = r.index, error = ?ResponseError::try_from_code(code), "leader refused the replica fetch; retrying");
+            }
             match one(cluster, log, r, p).await {
                 Ok(moved) => progressed |= moved,
                 Err(e) => {
@@ -258,10 +272,7 @@ async fn one(
             }
             return Ok(true);
         }
-        Some(other) => {
-            tracing::info!(topic = %r.topic, partition = r.index, error = ?other, "leader refused the replica fetch");
-            return Ok(false);
-        }
+        Some(_) => return Ok(false),
     }
     if p.diverging_epoch.epoch >= 0 || p.diverging_epoch.end_offset >= 0 {
         let leader_end = p.diverging_epoch.end_offset;
