@@ -161,7 +161,7 @@ async fn given_a_consuming_group_when_coordinator_is_killed_should_resume_from_c
     eprintln!("coordinator {coordinator} killed; committed so far {floor_at_kill:?}");
 
     produce_batch(&cluster.bootstrap(), topic, partitions, 600, "b").await?;
-    let highs = high_watermarks(&cluster.bootstrap(), topic, partitions)?;
+    let highs = clients::high_watermarks(&cluster.bootstrap(), topic, partitions)?;
     let total: i64 = highs.values().sum();
     ensure!(
         total == i64::try_from(GROUP_RECORDS + 600)?,
@@ -219,13 +219,6 @@ async fn produce_batch(
     )
     .await?;
     Ok(())
-}
-
-fn high_watermarks(bootstrap: &str, topic: &str, partitions: i32) -> Result<BTreeMap<i32, i64>> {
-    let consumer = clients::consumer(bootstrap, &[])?;
-    (0..partitions)
-        .map(|p| Ok((p, clients::watermarks(&consumer, topic, p)?.1)))
-        .collect()
 }
 
 /// What one group member consumed and committed.

@@ -51,14 +51,6 @@ async fn produce(
     Ok(())
 }
 
-/// The high watermark of every partition.
-fn high_watermarks(bootstrap: &str, topic: &str, partitions: i32) -> Result<BTreeMap<i32, i64>> {
-    let consumer = clients::consumer(bootstrap, &[])?;
-    (0..partitions)
-        .map(|p| Ok((p, clients::watermarks(&consumer, topic, p)?.1)))
-        .collect()
-}
-
 /// What every member of one group consumed and committed, and what broke the rules.
 #[derive(Debug, Default)]
 struct Ledger {
@@ -325,7 +317,7 @@ async fn given_two_members_when_a_third_joins_should_respread_and_consume_everyt
     )?;
 
     produce(&bootstrap, topic, PARTITIONS, 50, "third").await?;
-    let highs = high_watermarks(&bootstrap, topic, PARTITIONS)?;
+    let highs = clients::high_watermarks(&bootstrap, topic, PARTITIONS)?;
     ensure!(
         highs.values().all(|h| *h == 150),
         "high watermarks {highs:?}"
@@ -472,7 +464,7 @@ async fn given_cooperative_sticky_members_when_one_joins_should_rebalance_increm
         |m, _| evenly_split(m, topic, PARTITIONS),
     )?;
     produce(&bootstrap, topic, PARTITIONS, 50, "third").await?;
-    let highs = high_watermarks(&bootstrap, topic, PARTITIONS)?;
+    let highs = clients::high_watermarks(&bootstrap, topic, PARTITIONS)?;
     pump(
         &mut members,
         &mut ledger,

@@ -144,6 +144,18 @@ pub fn watermarks(consumer: &BaseConsumer, topic: &str, partition: i32) -> Resul
         .with_context(|| format!("watermarks of {topic}/{partition}"))
 }
 
+/// The high watermark of partitions `0..partitions` of `topic`, through a fresh consumer.
+pub fn high_watermarks(
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+) -> Result<std::collections::BTreeMap<i32, i64>> {
+    let consumer = consumer(bootstrap, &[])?;
+    (0..partitions)
+        .map(|p| Ok((p, watermarks(&consumer, topic, p)?.1)))
+        .collect()
+}
+
 /// One consumed record, owned, with everything a test may want to compare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
