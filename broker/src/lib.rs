@@ -277,15 +277,10 @@ fn ctx_cluster_id(config: &Config) -> Option<String> {
     let mut voters: Vec<&str> = cluster.voters.iter().map(|v| v.trim()).collect();
     voters.sort_unstable();
     let text = voters.join(",");
-    let fnv = |seed: u64| {
-        text.bytes().fold(seed, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        })
-    };
     Some(format!(
         "{:016x}{:016x}",
-        fnv(0xcbf2_9ce4_8422_2325),
-        fnv(0x8422_2325_cbf2_9ce4)
+        cluster::fnv1a(cluster::FNV_OFFSET, text.as_bytes()),
+        cluster::fnv1a(0x8422_2325_cbf2_9ce4, text.as_bytes())
     ))
 }
 

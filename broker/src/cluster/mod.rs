@@ -321,18 +321,24 @@ pub fn spawn_tasks(
     tracker.spawn(maintain_isr(cluster.clone(), stop));
 }
 
+/// FNV-1a's standard offset basis.
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// 64-bit FNV-1a of `bytes` from `seed`: stable across versions and platforms, unlike std's
+/// hasher, so every node computes the same coordinators and cluster id.
+pub(crate) fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(seed, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// See [`Cluster::coordinator`].
 pub fn coordinator_in(state: &ClusterState, group: &str) -> Option<i32> {
     let all: Vec<i32> = state.brokers.keys().copied().collect();
     if all.is_empty() {
         return None;
     }
-    // FNV-1a: stable across versions and platforms, unlike std's hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in group.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = fnv1a(FNV_OFFSET, group.as_bytes());
     let start = (h % all.len() as u64) as usize;
     (0..all.len())
         .map(|i| all[(start + i) % all.len()])
